@@ -13,14 +13,47 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    # estimators (numpy / scipy / torch only)
     "PID": "pidlib.gaussian",
     "gaussian_pid": "pidlib.gaussian",
     "gaussian_mi": "pidlib.gaussian",
     "pid_flow": "pidlib.flow",
-    "PIDEstimate": "pidlib.flow",
+    "PIDFlow": "pidlib.flow",
+    "FlowConfig": "pidlib.flow",
     "canonical": "pidlib.canonical",
+    # data
     "TASKS": "pidlib.tasks",
     "Sample": "pidlib.tasks",
+    "MiniGQAConfig": "pidlib.minigqa",
+    "generate": "pidlib.minigqa",
+    "generate_scene_batch": "pidlib.minigqa",
+    "make_scene": "pidlib.minigqa",
+    "make_question": "pidlib.minigqa",
+    "render": "pidlib.minigqa",
+    "verify": "pidlib.minigqa",
+    "verify_all": "pidlib.minigqa",
+    "vocabulary": "pidlib.minigqa",
+    "gallery": "pidlib.minigqa",
+    "load_gqa_questions": "pidlib.gqa",
+    "load_zhang_csv": "pidlib.gqa",
+    # models
+    "load_model": "pidlib.models",
+    "LoadedModel": "pidlib.models",
+    "KNOWN_MODELS": "pidlib.models",
+    "save_embedded": "pidlib.models",
+    "build_tokenizer": "pidlib.models",
+    "build_processor": "pidlib.models",
+    "tiny_config": "pidlib.models",
+    "build_model": "pidlib.models",
+    "encode": "pidlib.prompt",
+    "Positions": "pidlib.prompt",
+    "Encoded": "pidlib.prompt",
+    "build_prompt": "pidlib.prompt",
+    "first_token_logits": "pidlib.prompt",
+    "greedy_answers": "pidlib.prompt",
+    "answer_token_ids": "pidlib.prompt",
+    "correct_mask": "pidlib.prompt",
+    # configuration
     "load_profile": "pidlib.profiles",
     "Profile": "pidlib.profiles",
 }

@@ -1,0 +1,54 @@
+# pidbook: `make book` builds the whole book on the embedded default, `make test` runs the tests.
+# Both create the virtual environment (.venv/) on first use and install the pinned stack.
+
+PYTHON ?= python3
+PROFILE ?= cpu
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Small dense linear algebra gains nothing from BLAS threads, and multi-threaded OpenBLAS stalls
+# on busy 2-core machines; torch keeps its own intra-op threads.
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: help book test test-fast bench bench-gpu models lint clean-book clean-cache
+
+help:
+	@echo "make book [PROFILE=cpu|smoke|llava|...]  execute every chapter and build the HTML book"
+	@echo "make test                                 run the test suite (unit + slow tier)"
+	@echo "make bench                                estimator, flow, extraction and knockout benchmarks"
+	@echo "make models                               retrain the embedded tiny LLaVA models (~1 h)"
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/python scripts/build_book.py --profile $(PROFILE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --gpu
+
+models: $(STAMP)
+	$(BIN)/python -m pidlib.train --model all
+
+lint: $(STAMP)
+	$(BIN)/ruff check pidlib tests benchmarks scripts notebooks
+	$(BIN)/ruff format --check pidlib tests benchmarks scripts notebooks
+
+clean-book:
+	rm -rf _build build
+
+clean-cache:
+	rm -rf _cache

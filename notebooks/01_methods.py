@@ -1,0 +1,276 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Methods: PID Flow, and the evidence that it works
+#
+# **Claim under test.** PID Flow recovers the partial information decomposition of a system
+# from samples. It uses PCA per variable, a product normalizing flow that Gaussianizes each
+# variable, and a closed-form Gaussian PID. This chapter checks that claim against systems whose
+# PID is known exactly, before any model is measured.
+#
+# ## Partial information decomposition
+#
+# For two sources $X_1, X_2$ (later: vision $V$ and language $L$) and a target $Y$, the
+# predictive information splits into four non-negative atoms:
+#
+# $$I(X_1, X_2; Y) = R + U_1 + U_2 + S, \qquad I(X_i; Y) = R + U_i .$$
+#
+# These equations leave one degree of freedom. A *measure* fixes it:
+#
+# - **MMI** (minimum mutual information, the paper's choice) sets $R = \min(I(X_1;Y), I(X_2;Y))$.
+#   At most one unique atom is non-zero.
+# - **BROJA** (Bertschinger et al.; the Gaussian case by Venkatesh et al. and Zhao et al.)
+#   defines the union information $U = \min_q I_q(X_1, X_2; Y)$. The minimum runs over all
+#   couplings $q$ with the observed pairwise marginals $p(x_1, y)$ and $p(x_2, y)$. Then
+#   $S = I(X_1, X_2; Y) - U$. For jointly Gaussian variables a Gaussian $q$ attains the minimum.
+#   `pidlib` solves it with the Thin-PID broadcast-channel formulation, and its solver reports
+#   a convergence certificate.
+#
+# For Gaussian variables every term is a log-determinant:
+# $I(A;B) = \tfrac12 \log_2 \frac{|\Sigma_A|\,|\Sigma_B|}{|\Sigma_{AB}|}$ bits.
+#
+# ## PID Flow
+#
+# 1. **Standardise** each variable, then **PCA** per variable. PCA keeps the leading components
+#    that explain 95% of the variance, up to 32 of them, and the scores are standardised again.
+# 2. Fit a **product normalizing flow** $f_1 \times f_2 \times f_Y$, one invertible map per
+#    variable. It is trained on the Gaussian likelihood of the pairs $(f_1(X_1), f_Y(Y))$ and
+#    $(f_2(X_2), f_Y(Y))$, with a held-out split and early stopping. Each variable has exactly
+#    one map, and invertible per-variable maps preserve every mutual information, so the PID of
+#    the latents equals the PID of the data. A joint flow per (source, target) pair, as the paper
+#    describes it, would transform $Y$ differently in each pair.
+# 3. Compute the **Gaussian PID** of the latent covariance. The plug-in log-determinants are
+#    corrected for their known finite-sample bias.
+#
+# Uncertainty comes from bootstrap resamples of the latent rows crossed with several flow
+# seeds: a 95% percentile interval per atom.
+
+# %% tags=["parameters"]
+profile = "cpu"
+
+# %%
+from IPython.display import Markdown
+
+from pidlib import canonical, charts, validation
+from pidlib.cache import cached_table
+from pidlib.profiles import load_profile
+
+cfg = load_profile(profile)
+seeds = list(range(cfg.pid.n_seeds))
+CODE = ("pidlib.gaussian", "pidlib.flow", "pidlib.canonical", "pidlib.validation")
+Markdown(f"Profile **{cfg.name}**: {len(seeds)} seed(s) per setting.")
+
+# %% [markdown]
+# ## 1. Exact covariances
+#
+# The first check gives the estimator the true covariance of each Gaussian canonical system, so
+# no sampling error enters. Truths are closed forms. They include BROJA wherever it is known
+# analytically: a scalar target, where BROJA equals MMI; degraded sources (Markov chains);
+# independent sources; and independent components.
+
+# %%
+exact = cached_table("methods-exact", {"v": 1}, validation.exact_check, CODE)
+summary_exact = (
+    exact.assign(abs_error=exact["error"].abs())
+    .groupby(["system", "measure"], as_index=False)["abs_error"]
+    .max()
+    .pivot(index="system", columns="measure", values="abs_error")
+)
+summary_exact.style.format("{:.1e}", na_rep="(no closed form)")
+
+# %% [markdown]
+# ## 2. MMI and BROJA side by side
+#
+# The two measures agree whenever the target is scalar. They differ when the two sources carry
+# information about *different* components of $Y$. There MMI reports redundancy and synergy
+# that are not there; the `independent_channels` system is the textbook case.
+
+# %%
+mmi_broja = exact[exact["measure"].isin(["mmi", "broja"])]
+both = mmi_broja.groupby("system").filter(lambda g: g["measure"].nunique() == 2)
+charts.figure(charts.atom_bars(both, x="measure", column="system"), "fig-methods-mmi-vs-broja")
+
+# %% [markdown]
+# ```{glue:figure} fig-methods-mmi-vs-broja
+# :name: fig-methods-mmi-vs-broja
+#
+# PID atoms of the Gaussian canonical systems under MMI and BROJA, from their exact
+# covariances.
+# ```
+
+# %% [markdown]
+# ## 3. Finite samples: the plug-in bias grows with dimension
+#
+# With $n$ samples, the Gaussian plug-in overestimates mutual information. The bias of
+# $\log|\hat\Sigma|$ is known in closed form (digamma terms), and `gaussian_pid(..., n=n)`
+# removes it from every mutual information. Here the systems are random Gaussian with sources
+# of dimension $d$ and $n = 2000$.
+
+# %%
+dims = [2, 4, 8, 16, 32]
+bias = cached_table(
+    "methods-bias-dim",
+    {"dims": dims, "n": 2000, "seeds": seeds},
+    lambda: validation.bias_vs_dim(dims, 2000, seeds),
+    CODE,
+)
+bias_total = (
+    bias[bias["atom"] == "total"]
+    .groupby(["d", "corrected"], as_index=False)["error"]
+    .mean()
+    .assign(correction=lambda d: d["corrected"].map({True: "bias-corrected", False: "plug-in"}))
+)
+charts.figure(
+    charts.line_band(
+        bias_total,
+        x="d",
+        y="error",
+        color="correction",
+        x_title="source dimension d",
+        y_title="error of I(X1,X2;Y) (bits)",
+    ),
+    "fig-methods-bias-dim",
+)
+
+# %% [markdown]
+# ```{glue:figure} fig-methods-bias-dim
+# :name: fig-methods-bias-dim
+#
+# Mean error of the total information $I(X_1,X_2;Y)$ from 2000 Gaussian samples, with and
+# without the finite-sample bias correction.
+# ```
+
+# %% [markdown]
+# ## 4. Non-Gaussian data: what the flow buys
+#
+# Latent-Gaussian systems pass a Gaussian system through known invertible nonlinear maps, one
+# per variable: sinh, cubic, exponential and bimodal bijections, then mixing. Their true PID is
+# the latent one. The plain Gaussian plug-in (`flow=False`) is then biased, and the flow should
+# remove that bias.
+
+# %%
+nl_systems = [n for n in canonical.names() if n.startswith("nl_")]
+ns = [500, 1000, 2000, 5000]
+err_n = cached_table(
+    "methods-error-vs-n",
+    {"systems": nl_systems, "ns": ns, "seeds": seeds},
+    lambda: validation.error_vs_n(nl_systems, ns, seeds),
+    CODE,
+)
+err_n["abs_error"] = err_n["error"].abs()
+err_n["estimator"] = err_n["flow"].map({True: "PID Flow", False: "Gaussian plug-in"})
+curve = err_n.groupby(["system", "n", "estimator"], as_index=False)["abs_error"].max()
+charts.figure(
+    charts.line_band(
+        curve,
+        x="n",
+        y="abs_error",
+        color="estimator",
+        column="system",
+        columns=3,
+        x_title="samples n",
+        y_title="max |error| over atoms (bits)",
+    ),
+    "fig-methods-error-vs-n",
+)
+
+# %% [markdown]
+# ```{glue:figure} fig-methods-error-vs-n
+# :name: fig-methods-error-vs-n
+#
+# Largest absolute atom error (MMI, bits) on the latent-Gaussian canonical systems, against the
+# sample size, for PID Flow and for the Gaussian plug-in without a flow.
+# ```
+
+# %%
+at5000 = err_n[err_n["n"] == max(ns)]
+table = at5000.groupby(["system", "estimator"])["abs_error"].max().unstack("estimator").round(3)
+table
+
+# %% [markdown]
+# ## 5. PCA truncation
+#
+# The `highdim` system has 32-dimensional sources. Keeping fewer principal components
+# discards information, and the error shows how much.
+
+# %%
+variances = [0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
+pca = cached_table(
+    "methods-pca",
+    {"variances": variances, "n": 5000, "seeds": seeds},
+    lambda: validation.pca_sweep("highdim", variances, 5000, seeds),
+    CODE,
+)
+charts.figure(
+    charts.atom_trajectories(
+        pca.groupby(["variance", "atom"], as_index=False)["error"]
+        .mean()
+        .rename(columns={"variance": "layer", "error": "bits"}),
+        y_title="mean error (bits)",
+    ).properties(title="error vs PCA variance kept (x axis)"),
+    "fig-methods-pca",
+)
+
+# %% [markdown]
+# ```{glue:figure} fig-methods-pca
+# :name: fig-methods-pca
+#
+# Atom errors (MMI, bits) on the 32-dimensional `highdim` system as the PCA variance threshold
+# varies. The x axis is the fraction of variance kept.
+# ```
+
+# %% [markdown]
+# ## 6. Runtime
+#
+# These timings come from this machine, during this build. `make bench` prints the same
+# numbers with their ratios to published solvers.
+
+# %%
+timing = validation.timing([1, 8, 32, 64])
+timing.pivot(index="d", columns="measure", values="seconds").map(lambda s: f"{s * 1e3:.2f} ms")
+
+# %% [markdown]
+# ## Summary
+
+# %%
+flow_err = table["PID Flow"].max()
+plug_err = table["Gaussian plug-in"].max()
+exact_err = exact["error"].abs().max()
+bias_at = bias_total.set_index(["d", "correction"])["error"]
+d_max = max(dims)
+Markdown(
+    f"""
+- On exact covariances, every atom of every canonical system is within **{exact_err:.1e} bits**
+  of its closed form ({exact["system"].nunique()} systems; MMI and, where known, BROJA).
+- On latent-Gaussian non-Gaussian data with n = {max(ns)}, PID Flow's largest atom error is
+  **{flow_err:.3f} bits**. The Gaussian plug-in without a flow reaches **{plug_err:.3f} bits**.
+- At d = {d_max}, n = 2000, the plug-in total information is off by
+  **{bias_at[(d_max, "plug-in")]:+.3f} bits**, and by
+  **{bias_at[(d_max, "bias-corrected")]:+.3f} bits** after the bias correction.
+- One BROJA solve at d1 = d2 = dy = 64 takes
+  **{timing.set_index(["d", "measure"]).loc[(64, "broja"), "seconds"] * 1e3:.1f} ms** here.
+"""
+)
+
+# %% [markdown]
+# ## References
+#
+# - Wu, Zhang, Zhou (2026). *How Vision Becomes Language: A Layer-wise Information-Theoretic
+#   Analysis of Multimodal Reasoning.* arXiv 2602.15580.
+# - Zhao, Balachandran, Tian, Liang (2025). *Partial Information Decomposition via Normalizing
+#   Flows in Latent Gaussian Distributions* (Flow-PID, Thin-PID). NeurIPS; arXiv 2510.04417.
+# - Venkatesh, Bennett, Gaudet, Grover (2023). *Gaussian Partial Information Decomposition.*
+#   NeurIPS.
+# - Bertschinger, Rauh, Olbrich, Jost, Ay (2014). *Quantifying Unique Information.* Entropy.
+# - Barrett (2015). *Exploration of synergistic and redundant information sharing in static and
+#   dynamical Gaussian systems.* Phys. Rev. E.

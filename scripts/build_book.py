@@ -1,0 +1,103 @@
+"""Build the book: execute every chapter with papermill under one profile, then Jupyter Book.
+
+    python scripts/build_book.py --profile cpu            # what `make book` runs
+    python scripts/build_book.py --profile smoke --only 01_methods
+
+Executed notebooks go to ``build/<profile>/`` (git-ignored); the chapters the table of contents
+points at are copied to ``build/book/``; HTML goes to ``_build/html`` for the default profile and
+to ``_build/<profile>/_build/html`` for any other, so profiles never overwrite each other. Any error
+in any notebook stops the build (no ``allow_errors``); Sphinx warnings are reported all at once
+and fail the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import papermill
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pidlib.cache import provenance  # noqa: E402
+from pidlib.charts import write_vega_bundle  # noqa: E402
+from pidlib.profiles import load_profile  # noqa: E402
+
+DEFAULT_PROFILE = "cpu"
+
+
+def execute(src: Path, out_dir: Path, profile: str, figures: Path) -> float:
+    """Convert one jupytext source to .ipynb, execute it with papermill; return seconds."""
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    raw = out_dir / "src" / f"{src.stem}.ipynb"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(nb, raw)
+    os.environ["PIDBOOK_FIGURES"] = str(figures)
+    t0 = time.perf_counter()
+    papermill.execute_notebook(
+        str(raw), str(out_dir / f"{src.stem}.ipynb"), parameters={"profile": profile},
+        cwd=str(ROOT), kernel_name="python3", progress_bar=False, log_output=False,
+    )
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default=DEFAULT_PROFILE)
+    ap.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
+    ap.add_argument("--no-html", action="store_true", help="execute only, skip jupyter-book")
+    args = ap.parse_args(argv)
+    load_profile(args.profile)  # fail fast on a bad profile, before any work
+
+    out_dir = ROOT / "build" / args.profile
+    figures = out_dir / "figures"
+    timings_path = out_dir / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    sources = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
+    if args.only:
+        sources = [s for s in sources if s.stem in args.only]
+        if not sources:
+            ap.error(f"--only {args.only}: no such notebook")
+    for src in sources:
+        print(f"[book] executing {src.name} (profile {args.profile}) ...", flush=True)
+        seconds = execute(src, out_dir, args.profile, figures)
+        timings[src.stem] = {"seconds": round(seconds, 1), "finished": time.strftime("%FT%TZ", time.gmtime())}
+        timings_path.write_text(json.dumps(timings, indent=1))
+        print(f"[book]   {src.stem}: {seconds:.1f} s", flush=True)
+    (out_dir / "provenance.json").write_text(
+        json.dumps({"profile": args.profile, **provenance()}, indent=1)
+    )
+    if args.no_html:
+        return 0
+
+    stage = ROOT / "build" / "book"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for nb in out_dir.glob("*.ipynb"):
+        shutil.copy2(nb, stage / nb.name)
+    write_vega_bundle(ROOT / "build" / "_static")
+    # jupyter-book writes to <path-output>/_build/html
+    path_output = ROOT if args.profile == DEFAULT_PROFILE else ROOT / "_build" / args.profile
+    html_out = path_output / "_build"
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
+        "--path-output", str(path_output), "-W", "-n", "--keep-going",
+    ]
+    print("[book] " + " ".join(cmd), flush=True)
+    rc = subprocess.call(cmd, cwd=ROOT)
+    if rc == 0:
+        print(f"[book] done: {html_out / 'html' / 'index.html'}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""Layer-wise feature extraction: pooled states, targets, answers, cache, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pidlib import features as F
+from pidlib.cache import ArrayCache
+from pidlib.datasets import (
+    load_features,
+    load_samples,
+    model_fingerprint,
+    pool_size,
+    samples_fingerprint,
+    source_fingerprint,
+)
+from pidlib.features import Features, extract_features
+from pidlib.profiles import DatasetSpec, load_profile
+from pidlib.prompt import correct_mask, encode, greedy_answers, normalize_answer
+from pidlib.tasks import Sample
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models are overhead-bound: one thread avoids oversubscribing a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# (question, answer, options, image height x width): different question lengths and image
+# sizes, so batches are padded and LLaVA-NeXT rows have different numbers of image tokens.
+_SPECS = [
+    ("Is the jar full or empty?", "full", ("full", "empty"), (32, 32)),
+    ("Which color is the mug on the left side of the table, red or blue?", "blue",
+     ("red", "blue"), (24, 56)),
+    ("Is the cube big or small?", "small", ("big", "small"), (56, 20)),
+    ("Is the sphere metal or rubber?", "metal", ("metal", "rubber"), (48, 48)),
+    ("Is this a cube or a sphere?", "sphere", ("cube", "sphere"), (20, 64)),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def samples(make_image) -> list[Sample]:
+    return [
+        Sample(f"q{i}", "ChooseAttr", q, a, o, f"img{i}", image=make_image(h, w, 10 + i))
+        for i, (q, a, o, (h, w)) in enumerate(_SPECS)
+    ]
+
+
+def _extract(loaded, samples, **kw):
+    kw.setdefault("cache", False)
+    kw.setdefault("correct_only", False)
+    return extract_features(loaded, samples, progress=False, **kw)
+
+
+@torch.no_grad()
+def _hidden_states(loaded, batch):
+    enc = encode(loaded, batch, padding_side="left")
+    out = loaded.model(**enc.inputs, output_hidden_states=True)
+    return enc, out
+
+
+def test_pooled_states_equal_output_hidden_states(tiny_model, samples):
+    feats = _extract(tiny_model, samples, batch_size=3)
+    n_layers = tiny_model.model.config.text_config.num_hidden_layers
+    assert feats.V.shape == feats.L.shape == (5, n_layers + 1, 32)
+    assert feats.V.dtype == np.float32
+    for start in (0, 3):  # the same padded batches as the extraction
+        enc, out = _hidden_states(tiny_model, samples[start : start + 3])
+        assert len(out.hidden_states) == n_layers + 1
+        for b, pos in enumerate(enc.positions):
+            i = start + b
+            for layer, h in enumerate(out.hidden_states):
+                v = h[b, list(pos.image)].mean(0).numpy()
+                q = h[b, list(pos.question)].mean(0).numpy()
+                np.testing.assert_allclose(feats.V[i, layer], v, rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(feats.L[i, layer], q, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                feats.last_hidden[i], out.hidden_states[-1][b, -1], atol=1e-5
+            )
+
+
+def test_anyres_rows_have_their_own_image_token_counts(tiny_llava_next, samples):
+    enc = encode(tiny_llava_next, samples, padding_side="left")
+    counts = {len(p.image) for p in enc.positions}
+    assert len(counts) > 1  # the test above really mixes image-token counts
+
+
+def test_pooling_does_not_depend_on_batch_composition(tiny_model, samples):
+    alone = _extract(tiny_model, samples, batch_size=1)
+    batched = _extract(tiny_model, samples, batch_size=5)
+    np.testing.assert_allclose(alone.V, batched.V, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(alone.L, batched.L, rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_logodds_target_and_probability_by_hand(tiny_model, samples):
+    feats = _extract(tiny_model, samples, batch_size=2)
+    enc, out = _hidden_states(tiny_model, samples)
+    logits = out.logits[:, -1].double()
+    tok = tiny_model.tokenizer  # word-level and lower-casing: one id per option
+    for i, s in enumerate(samples):
+        ids = tok.convert_tokens_to_ids(list(s.options))
+        want = logits[i, ids[0]] - logits[i, ids[1]]
+        assert feats.Y[i, 0] == pytest.approx(float(want), abs=1e-4)
+        p = torch.softmax(logits[i], -1)[ids[s.options.index(s.answer)]]
+        assert feats.prob[i] == pytest.approx(float(p), rel=1e-4)
+        assert feats.choice[i] == int(logits[i, ids].argmax())
+    assert feats.Y.shape == (5, 1)
+    assert list(feats.gold) == [s.options.index(s.answer) for s in samples]
+
+
+def test_other_targets_and_three_options(tiny_llava, make_image):
+    opts = ("color", "material", "shape")
+    q = "What do the cube and the sphere have in common?"
+    s = [Sample(f"c{i}", "CompareAttr", q, opts[i % 3], opts, f"i{i}", image=make_image(32, 32, i))
+         for i in range(4)]  # fmt: skip
+    feats = _extract(tiny_llava, s)
+    lg = feats.option_logits.astype(np.float64)
+    np.testing.assert_allclose(feats.Y, lg[:, :2] - lg[:, 2:], rtol=1e-5, atol=1e-6)
+    onehot = feats.with_target("onehot").Y
+    np.testing.assert_array_equal(onehot, [[1, 0], [0, 1], [0, 0], [1, 0]])
+    assert feats.with_target("hidden").Y.shape == (4, 32)
+    sub = feats.select(np.array([True, False, True, False]))
+    assert list(sub.qid) == ["c0", "c2"] and sub.V.shape[0] == 2
+
+
+def _relabel(samples, golds):
+    """The same questions with new gold answers (None: unchanged), each with a second option."""
+    out = []
+    for s, g in zip(samples, golds, strict=True):
+        if g is not None:
+            other = "blue" if not g.startswith("blue") else "red"
+            s = Sample(s.qid, s.task, s.question, g, (g, other), s.image_id, image=s.image)
+        out.append(s)
+    return out
+
+
+def test_greedy_answers_agree_with_generate(tiny_model, samples):
+    """Correct iff generate()'s full greedy answer equals the gold answer; decoding stops early
+    for rows that cannot match, so their answers are prefixes of generate()'s."""
+    said = greedy_answers(tiny_model, samples, batch_size=5, max_new_tokens=3)
+    assert len(said[1].split()) > 1
+    # Gold = the model's full answer (rows 0, 2), its first word only (row 1), unchanged (3, 4).
+    golds = [said[0], said[1].split()[0], said[2], None, None]
+    relabelled = _relabel(samples, golds)
+    feats = _extract(tiny_model, relabelled, batch_size=5, max_new_tokens=3)
+    assert list(feats.correct) == [True, False, True, False, False]
+    assert list(feats.correct) == list(correct_mask(said, relabelled))
+    for got, full in zip(feats.answer, said, strict=True):
+        assert got and full.startswith(got)
+    assert feats.answer[0] == said[0] and len(feats.answer[1].split()) == 2
+
+
+def test_correct_filter_keeps_only_correct_samples(tiny_model, samples):
+    said = list(_extract(tiny_model, samples, max_new_tokens=1).answer)
+    assert all(a and a == normalize_answer(a) for a in said)
+    golds = [a if i % 2 == 0 else None for i, a in enumerate(said)]
+    feats = _extract(tiny_model, _relabel(samples, golds), max_new_tokens=1, correct_only=True)
+    assert list(feats.qid) == ["q0", "q2", "q4"] and feats.correct.all()
+    assert feats.info["n_seen"] == 5 and feats.info["n_correct"] == 3
+
+
+def _count_batches(monkeypatch, fail_after: int | None = None) -> list[int]:
+    calls: list[int] = []
+    real = F._run_batch
+
+    def counting(*args, **kwargs):
+        if fail_after is not None and len(calls) >= fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "_run_batch", counting)
+    return calls
+
+
+def test_cache_hit_returns_identical_arrays(tiny_llava, samples, tmp_path, monkeypatch):
+    store = ArrayCache(tmp_path)
+    a = _extract(tiny_llava, samples, batch_size=2, chunk_batches=1, cache=store)
+    calls = _count_batches(monkeypatch)
+    b = _extract(tiny_llava, samples, batch_size=2, chunk_batches=1, cache=store)
+    assert calls == [] and b.info["chunks_computed"] == 0
+    for k in F._ARRAYS:
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+    manifest = json.loads(next(tmp_path.glob("features/*/manifest.json")).read_text())
+    assert manifest["params"]["model"] == model_fingerprint(tiny_llava)
+    assert "git_commit" in manifest["provenance"]
+
+
+@pytest.mark.parametrize("damage", ["arrays", "manifest"])
+def test_corrupt_or_stale_entry_is_recomputed(tiny_llava, samples, tmp_path, monkeypatch, damage):
+    store = ArrayCache(tmp_path)
+    a = _extract(tiny_llava, samples, batch_size=5, cache=store)
+    (entry,) = tmp_path.glob("features/*")
+    if damage == "arrays":
+        raw = bytearray((entry / "arrays.npz").read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        (entry / "arrays.npz").write_bytes(bytes(raw))
+    else:  # an entry whose manifest belongs to other parameters (stale)
+        m = json.loads((entry / "manifest.json").read_text())
+        m["key"] = "0" * 24
+        (entry / "manifest.json").write_text(json.dumps(m))
+    calls = _count_batches(monkeypatch)
+    with pytest.warns(UserWarning, match="unusable"):
+        b = _extract(tiny_llava, samples, batch_size=5, cache=store)
+    assert len(calls) == 1 and b.info["chunks_computed"] == 1
+    np.testing.assert_array_equal(a.V, b.V)
+    assert any(p.name.startswith(entry.name + ".corrupt") for p in entry.parent.iterdir())
+
+
+def test_interrupted_extraction_resumes(tiny_llava, samples, tmp_path, monkeypatch):
+    store = ArrayCache(tmp_path)
+    full = _extract(tiny_llava, samples, batch_size=2, chunk_batches=1, cache=False)
+    with monkeypatch.context() as m:
+        _count_batches(m, fail_after=2)
+        with pytest.raises(KeyboardInterrupt):
+            _extract(tiny_llava, samples, batch_size=2, chunk_batches=1, cache=store)
+    assert len(list(tmp_path.glob("features/*/manifest.json"))) == 2
+    calls = _count_batches(monkeypatch)
+    resumed = _extract(tiny_llava, samples, batch_size=2, chunk_batches=1, cache=store)
+    assert len(calls) == 1 and resumed.info["chunks_computed"] == 1
+    np.testing.assert_allclose(resumed.V, full.V, rtol=0, atol=0)
+
+
+def test_limit_stops_after_enough_samples(tiny_llava, samples, monkeypatch):
+    calls = _count_batches(monkeypatch)
+    feats = _extract(tiny_llava, samples, batch_size=1, chunk_batches=2, limit=3)
+    assert feats.n == 3 and len(calls) == 4  # two chunks of two batches
+    with pytest.warns(UserWarning, match="only 5 of the 9"):
+        _extract(tiny_llava, samples, batch_size=5, limit=9)
+
+
+def test_knockout_intervention_changes_only_what_it_should(tiny_llava, samples, tmp_path):
+    from pidlib.knockout import knockout_intervention
+
+    clean = _extract(tiny_llava, samples, batch_size=5)
+    ko = _extract(tiny_llava, samples, batch_size=5, cache=ArrayCache(tmp_path),
+                  intervention=knockout_intervention(tiny_llava, "image->question"),
+                  intervention_key={"flow": "image->question"})  # fmt: skip
+    # The image precedes the question, so no image position sees the block (causal attention);
+    # the question's states change from the first blocked layer's output on.
+    np.testing.assert_allclose(ko.V, clean.V, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ko.L[:, 0], clean.L[:, 0], rtol=1e-6, atol=1e-6)
+    assert np.abs(ko.L[:, 1:] - clean.L[:, 1:]).max() > 1e-3
+    assert ko.info["intervention_key"] == {"flow": "image->question"}
+
+
+def test_float16_storage(tiny_llava, samples, tmp_path):
+    a = _extract(tiny_llava, samples, batch_size=5)
+    b = _extract(
+        tiny_llava, samples, batch_size=5, store_dtype="float16", cache=ArrayCache(tmp_path)
+    )
+    manifest = json.loads(next(tmp_path.glob("features/*/manifest.json")).read_text())
+    assert manifest["arrays"]["V"][1] == "float16" and b.V.dtype == np.float32
+    np.testing.assert_allclose(b.V, a.V, rtol=2e-3, atol=1e-3)
+
+
+def test_bad_arguments_raise_clear_errors(tiny_llava, samples, make_image):
+    other = Sample("x", "LogicalObj", "Are there any cubes?", "yes", ("yes", "no"), "i",
+                   image=make_image(32, 32, 0))  # fmt: skip
+    cases = [
+        ({"target": "probs"}, "target"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"limit": -1}, "limit"),
+        ({"store_dtype": "int8"}, "store_dtype"),
+        ({"cache": "yes"}, "cache must be"),
+        ({"intervention": lambda enc: None, "cache": ArrayCache(Path("/nonexistent"))},
+         "intervention_key"),
+    ]  # fmt: skip
+    for kw, match in cases:
+        with pytest.raises(ValueError, match=match):
+            _extract(tiny_llava, samples, **kw)
+    with pytest.raises(ValueError, match="several tasks"):
+        _extract(tiny_llava, [*samples, other])
+    with pytest.raises(ValueError, match="duplicate qids"):
+        _extract(tiny_llava, [samples[0], samples[0]])
+    with pytest.raises(ValueError, match="no samples"):
+        _extract(tiny_llava, [])
+    with pytest.raises(ValueError, match="target"):
+        Features("m", "ChooseAttr", target="x", **{k: np.zeros((1, 1, 1)) for k in F._ARRAYS})
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def test_load_samples_minigqa_pools_and_errors():
+    spec = DatasetSpec(split="test", seed=3)
+    pools = load_samples(spec, tasks=["ChooseAttr", "LogicalObj"], samples_per_task=10)
+    assert {t: len(s) for t, s in pools.items()} == {"ChooseAttr": 15, "LogicalObj": 15}
+    alone = load_samples(spec, tasks=["LogicalObj"], samples_per_task=10)
+    assert samples_fingerprint(alone["LogicalObj"]) == samples_fingerprint(pools["LogicalObj"])
+    assert pool_size(900, 1.25) == 1125
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_samples(DatasetSpec(name="coco"), tasks=["ChooseAttr"], samples_per_task=10)
+    with pytest.raises(ValueError, match="unknown task"):
+        load_samples(spec, tasks=["ChooseColour"], samples_per_task=10)
+    with pytest.raises(ValueError, match="oversample"):
+        load_samples(spec, tasks=["ChooseAttr"], samples_per_task=10, oversample=0.5)
+    missing = DatasetSpec(name="gqa", questions="no/such/file.json", images="no/such/dir")
+    with pytest.raises(FileNotFoundError, match="dataset.images"):
+        load_samples(missing, tasks=["ChooseAttr"], samples_per_task=10)
+
+
+def test_load_features_reads_the_cache_without_the_model(
+    tiny_llava, samples, tmp_path, monkeypatch
+):
+    from pidlib.models import load_model, save_embedded
+
+    folder = save_embedded(tiny_llava, tmp_path / "model", {"description": "test"})
+    loaded = load_model(folder)
+    assert source_fingerprint(str(folder)) == model_fingerprint(loaded)
+    assert model_fingerprint(loaded)["content"].startswith("files:")
+    profile = load_profile("smoke", models=[str(folder)], tasks=["ChooseAttr"],
+                           samples_per_task=10, batch_size=2, correct_only=False)  # fmt: skip
+    store = ArrayCache(tmp_path / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer than samples_per_task samples
+        first = load_features(profile, samples={"ChooseAttr": samples}, cache=store, progress=False)
+        monkeypatch.setattr("pidlib.models.load_model", _no_model)
+        again = load_features(profile, samples={"ChooseAttr": samples}, cache=store, progress=False)
+    key = (str(folder), "ChooseAttr")
+    np.testing.assert_array_equal(first[key].V, again[key].V)
+    with pytest.raises(ValueError, match="unknown model"):
+        load_features(load_profile("smoke", models=["no-such-model"]), samples={}, cache=store)
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model was loaded although its features are cached")

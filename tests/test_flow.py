@@ -1,0 +1,284 @@
+"""Tests of PID Flow (pidlib.flow): transforms, PCA, the Gaussian limit, accuracy, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from nflows.transforms import PiecewiseRationalQuadraticCDF
+from sklearn.decomposition import PCA
+
+import pidlib.flow as flow_mod
+from pidlib import canonical
+from pidlib.flow import (
+    TRANSFORMS,
+    FlowConfig,
+    MarginalGaussianizer,
+    PIDFlow,
+    RQSpline,
+    fit_pca,
+    pid_flow,
+)
+from pidlib.gaussian import gaussian_pid
+
+torch.set_num_threads(1)
+
+KEYS = ("redundancy", "unique_1", "unique_2", "synergy", "total", "mi_1", "mi_2")
+#: a short training run for tests of plumbing (not of accuracy)
+QUICK = FlowConfig(max_epochs=3, patience=1, hidden_features=8, n_blocks=1)
+
+
+def _max_atom_error(est, truth) -> float:
+    return max(abs(getattr(est, a) - getattr(truth, a)) for a in truth.ATOMS)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    """n = 600 samples of a 3 / 2 / 1 latent-Gaussian system."""
+    return canonical.get("nl_markov").sampler(600, 1)
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def test_rqspline_matches_nflows_and_inverts():
+    torch.manual_seed(0)
+    ours = RQSpline(5, num_bins=6, tail_bound=3.0).double()
+    ref = PiecewiseRationalQuadraticCDF(
+        5, num_bins=6, tails="linear", tail_bound=3.0, identity_init=True
+    ).double()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_()
+        ref.unnormalized_widths.copy_(ours.widths)
+        ref.unnormalized_heights.copy_(ours.heights)
+        ref.unnormalized_derivatives.copy_(ours.slopes)
+    x = 2.5 * torch.randn(400, 5, dtype=torch.float64)  # ~25% of points in the linear tails
+    z, logdet = ours(x)
+    z_ref, logdet_ref = ref(x)
+    torch.testing.assert_close(z, z_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(logdet, logdet_ref, rtol=1e-10, atol=1e-10)
+    x_back, logdet_inv = ours.inverse(z)
+    torch.testing.assert_close(x_back, x, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(logdet_inv, -logdet, rtol=1e-8, atol=1e-8)
+    # log|det J| equals the log of the autograd Jacobian's diagonal (the map is elementwise)
+    jac = torch.autograd.functional.jacobian(lambda v: ours(v)[0].sum(0), x[:50])
+    diag = torch.stack([jac[i, :, i] for i in range(5)], 1)
+    torch.testing.assert_close(diag.log().sum(1), logdet[:50])
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("d", [1, 3])
+def test_variable_flow_starts_as_identity(transform, d):
+    torch.manual_seed(0)
+    f = flow_mod._variable_flow(d, FlowConfig(transform=transform))
+    x = 2 * torch.randn(64, d)
+    with torch.no_grad():
+        z, logdet = f(x)
+    torch.testing.assert_close(z, x, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logdet, torch.zeros(64), atol=1e-3, rtol=0)
+
+
+def test_marginal_gaussianizer_is_monotone_and_gaussianizes():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([np.exp(rng.standard_normal(4000)), rng.standard_t(3, 4000)])
+    g = MarginalGaussianizer.fit(x)
+    z = g.transform(x)
+    assert np.allclose(z.mean(0), 0, atol=0.02) and np.allclose(z.std(0), 1, atol=0.02)
+    grid = np.linspace(-50, 50, 2001)[:, None].repeat(2, 1)  # inside and far outside the data
+    assert np.all(np.diff(g.transform(grid), axis=0) > 0)
+
+
+# --------------------------------------------------------------------------- PCA
+
+
+@pytest.mark.parametrize(("variance", "max_dims"), [(0.95, 32), (0.8, 32), (0.99, 3), (1.0, 32)])
+def test_pca_keeps_the_variance_within_the_cap(variance, max_dims):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((500, 10)) @ np.diag(np.linspace(3, 0.2, 10)) @ rng.standard_normal(
+        (10, 10)
+    )
+    fit = fit_pca(x, variance, max_dims)
+    k = fit.dims
+    assert k <= max_dims
+    standardised = (x - x.mean(0)) / x.std(0)
+    ratio = np.cumsum(PCA().fit(standardised).explained_variance_ratio_)
+    assert fit.explained == pytest.approx(ratio[k - 1], abs=1e-9)
+    if k < max_dims:
+        assert fit.explained >= variance - 1e-9
+        assert k == 1 or ratio[k - 2] < variance  # the fewest components that suffice
+    scores = fit.transform(x)
+    assert scores.shape == (500, k)
+    np.testing.assert_allclose(np.cov(scores, rowvar=False, bias=True), np.eye(k), atol=1e-9)
+
+
+def test_flow_false_equals_gaussian_pid_of_the_pca_scores():
+    system = canonical.get("mixed")  # Gaussian, dims (4, 4, 2)
+    x1, x2, y = system.sampler(3000, 2)
+    measures = ("mmi", "broja")
+    est = pid_flow(x1, x2, y, flow=False, measure=measures, pca_variance=0.9)
+    # independent route: sklearn PCA of the standardised variables with the same kept dims
+    scores = []
+    for x, k in zip((x1, x2, y), est["mmi"].info["dims"], strict=True):
+        scores.append(PCA(k).fit_transform((x - x.mean(0)) / x.std(0)))
+    cov = np.cov(np.concatenate(scores, 1), rowvar=False)
+    for m in measures:
+        ref = gaussian_pid(cov, est[m].info["dims"], m, n=3000)
+        for key in KEYS:
+            assert getattr(est[m], key) == pytest.approx(getattr(ref, key), abs=1e-9)
+    full = pid_flow(x1, x2, y, flow=False, measure=measures, pca_variance=1.0)
+    for m in measures:  # nothing lost: close to the exact PID
+        assert _max_atom_error(full[m], system.truth[m]) < 0.05
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+def test_same_seed_is_bit_identical_and_leaves_global_rng_alone(small_data):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    kw = dict(measure=("mmi", "broja"), flow_config=QUICK, n_bootstrap=5, n_seeds=2)
+    a = pid_flow(*small_data, seed=3, **kw)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = pid_flow(*small_data, seed=3, **kw)
+    c = pid_flow(*small_data, seed=4, **kw)
+    for m in a:
+        assert a[m].as_dict() == b[m].as_dict()
+    assert a["mmi"].total != c["mmi"].total
+
+
+def test_pidflow_is_reusable_and_pid_flow_is_its_wrapper(small_data):
+    model = PIDFlow(QUICK, seed=5).fit(*small_data)
+    z1, z2, zy = model.transform(*small_data)
+    assert (z1.shape[1], z2.shape[1], zy.shape[1]) == model.dims
+    again = pid_flow(*small_data, flow_config=QUICK, seed=5, measure=("mmi", "broja"))
+    via_model = model.pid(*small_data, measure=("mmi", "broja"))
+    for m in again:
+        assert again[m].as_dict()["redundancy"] == via_model[m].redundancy
+        assert again[m].total == via_model[m].total
+    # both measures come from one latent covariance
+    assert again["mmi"].mi_1 == again["broja"].mi_1 and again["mmi"].total == again["broja"].total
+    # applying the clean fit to other rows: a different PID, same maps
+    other = [np.asarray(a)[::-1] * 1.5 for a in small_data]
+    np.testing.assert_allclose(model.transform(*other)[0][::-1], model.transform(*[
+        np.asarray(a) * 1.5 for a in small_data])[0])  # fmt: skip
+    with pytest.raises(ValueError, match="x1 has 4 columns"):
+        model.transform(np.ones((10, 4)) + np.arange(10)[:, None], *[a[:10] for a in small_data[1:]])
+
+
+def test_bootstrap_reuses_the_fit_unless_asked(small_data, monkeypatch):
+    calls = []
+    real = flow_mod._train
+    monkeypatch.setattr(flow_mod, "_train", lambda *a: calls.append(1) or real(*a))
+    est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=20, n_seeds=2)
+    assert len(calls) == 2 and est.info["n_replicates"] == 40
+    for key in KEYS:
+        lo, hi = est.ci[key]
+        assert lo <= hi
+    calls.clear()
+    est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=3, n_seeds=2, refit_bootstrap=True)
+    assert len(calls) == 2 + 3 * 2 and est.info["n_replicates"] == 6
+
+
+def test_bootstrap_interval_covers_the_truth_in_the_gaussian_case():
+    system = canonical.get("markov")  # Gaussian, dims (3, 2, 2)
+    est = pid_flow(*system.sampler(2000, 7), flow=False, pca_variance=1.0, n_bootstrap=200)
+    for key in KEYS:
+        lo, hi = est.ci[key]
+        assert lo <= getattr(est, key) <= hi
+        assert lo - 0.01 <= getattr(system.truth["mmi"], key) <= hi + 0.01, key
+        assert hi - lo < 0.3
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _bad(small_data, **changes):
+    x1, x2, y = (np.array(a, dtype=float) for a in small_data)
+    data = {"x1": x1, "x2": x2, "y": y}
+    data.update({k: v(data[k]) if callable(v) else v for k, v in changes.items()})
+    return data
+
+
+def _nan(a):
+    a = a.copy()
+    a[3, 0] = np.nan
+    return a
+
+
+def _inf(a):
+    a = a.copy()
+    a[5, -1] = np.inf
+    return a
+
+
+@pytest.mark.parametrize(
+    ("data_change", "kwargs", "message"),
+    [
+        ({"x1": _nan}, {}, "x1 contains 1 NaN or inf"),
+        ({"y": _inf}, {}, "y contains 1 NaN or inf"),
+        ({"x2": lambda a: a[:-1]}, {}, "different numbers of samples"),
+        ({"x1": lambda a: a[:, :, None]}, {}, "x1 must be 1-D"),
+        ({"x2": lambda a: np.full_like(a, 2.0)}, {}, "x2 is constant"),
+        ({"x1": lambda a: np.array([["a"] * a.shape[1]] * len(a))}, {}, "x1 is not a numeric"),
+        ({}, {"pca_variance": 0.0}, "pca_variance"),
+        ({}, {"pca_variance": 1.5}, "pca_variance"),
+        ({}, {"max_dims": 0}, "max_dims"),
+        ({}, {"measure": "ccs"}, "unknown PID measure"),
+        ({}, {"measure": ("mmi", "bogus")}, "unknown PID measure"),
+        ({}, {"n_bootstrap": -1}, "n_bootstrap"),
+        ({}, {"n_seeds": 0}, "n_seeds"),
+        ({}, {"ci_level": 1.0}, "ci_level"),
+        ({"x1": lambda a: a[:5], "x2": lambda a: a[:5], "y": lambda a: a[:5]}, {}, "too few"),
+        ({"x1": lambda a: a[:40], "x2": lambda a: a[:40], "y": lambda a: a[:40]}, {}, "split"),
+    ],
+)
+def test_bad_input_raises_before_training(small_data, monkeypatch, data_change, kwargs, message):
+    monkeypatch.setattr(flow_mod, "_train", lambda *a: pytest.fail("training started"))
+    with pytest.raises(ValueError, match=message):
+        pid_flow(**_bad(small_data, **data_change), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"transform": "glow"}, {"n_blocks": 0}, {"lr": 0.0}, {"val_fraction": 1.0}, {"num_bins": 1},
+     {"batch_size": 1.5}, {"tail_bound": -1.0}, {"min_delta": -1.0}],  # fmt: skip
+)
+def test_flow_config_validates(change):
+    with pytest.raises(ValueError, match="FlowConfig"):
+        dataclasses.replace(FlowConfig(), **change)
+
+
+# --------------------------------------------------------------------------- accuracy (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nl_mixed", "nl_markov"])
+def test_flow_recovers_latent_gaussian_pid(name):
+    system = canonical.get(name)
+    data = system.sampler(5000, 0)
+    measures = tuple(system.truth)  # MMI, and BROJA where it is known exactly
+    est = pid_flow(*data, measure=measures, pca_variance=1.0)
+    plain = pid_flow(*data, measure=measures, pca_variance=1.0, flow=False)
+    for m in measures:
+        err, err_plain = _max_atom_error(est[m], system.truth[m]), _max_atom_error(
+            plain[m], system.truth[m]
+        )
+        assert err < 0.1, (m, est[m], system.truth[m])
+        assert err < err_plain - 0.1, (m, err, err_plain)  # the flow matters here
+
+
+@pytest.mark.slow
+def test_invariance_to_a_further_invertible_map():
+    system = canonical.get("nl_redundant")
+    x1, x2, y = system.sampler(5000, 3)
+    est = pid_flow(x1, x2, y, pca_variance=1.0, n_bootstrap=200, measure=("mmi", "broja"))
+    mix = np.array([[1.0, 0.6], [-0.4, 1.2]])
+    x1_mapped = np.arcsinh(2.0 * x1) @ mix.T  # elementwise monotone, then linear mixing
+    again = pid_flow(x1_mapped, x2, y, pca_variance=1.0, measure=("mmi", "broja"))
+    for m in est:
+        for key in KEYS:
+            lo, hi = est[m].ci[key]
+            assert lo <= getattr(again[m], key) <= hi, (m, key, getattr(again[m], key), (lo, hi))

@@ -1,0 +1,79 @@
+"""Profiles: every shipped profile validates; bad keys and values fail fast, naming the key."""
+
+import pytest
+
+from pidlib.profiles import available_profiles, load_profile
+from pidlib.tasks import TASKS
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_every_profile_validates(name):
+    p = load_profile(name)
+    assert p.name == name
+    assert set(p.tasks) <= set(TASKS) and p.tasks
+    assert p.to_dict()["name"] == name
+
+
+def test_shipped_profiles_present():
+    assert {"cpu", "smoke", "llava", "llava-1.5-7b", "llava-1.6-7b"} <= set(available_profiles())
+
+
+def test_extends_inherits_and_overrides():
+    cpu, smoke = load_profile("cpu"), load_profile("smoke")
+    assert smoke.models == cpu.models and smoke.dataset == cpu.dataset
+    assert smoke.samples_per_task < cpu.samples_per_task
+    assert smoke.pid.measures == cpu.pid.measures  # nested keys merge, not replace
+    assert smoke.pid.n_bootstrap != cpu.pid.n_bootstrap
+
+
+def test_overrides_as_papermill_strings():
+    p = load_profile(
+        "smoke",
+        tasks="[ChooseAttr, QueryAttr]",
+        samples_per_task="50",
+        **{"pid.n_bootstrap": "3", "pid.flow": "false"},
+    )
+    assert p.tasks == ("ChooseAttr", "QueryAttr")
+    assert p.samples_per_task == 50 and p.pid.n_bootstrap == 3 and p.pid.flow is False
+    assert load_profile("smoke", tasks="QueryAttr").tasks == ("QueryAttr",)
+    assert load_profile("smoke", tasks=None).tasks == TASKS  # None = keep the profile's value
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tasks": ["Foo"]}, "unknown task 'Foo'"),
+        ({"bogus": 1}, "unknown profile key(s) bogus"),
+        ({"pid.bogus": 1}, "pid.bogus"),
+        ({"batch_size": "x"}, "batch_size: expected an integer"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"pid.measures": ["x"]}, "pid.measures"),
+        ({"pid.pca_variance": 1.5}, "pid.pca_variance"),
+        ({"dataset.name": "coco"}, "dataset.name"),
+        ({"dataset.prior": 2}, "dataset.prior"),
+        ({"knockout.flows": ["image->nowhere"]}, "knockout.flows"),
+        ({"device": "tpu"}, "device"),
+        ({"target": "answer"}, "target"),
+        ({"pid.flow": "maybe"}, "pid.flow: expected true/false"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_profile("smoke", **overrides)
+
+
+def test_unknown_profile_lists_available():
+    with pytest.raises(ValueError, match="unknown profile 'nope'.*smoke"):
+        load_profile("nope")
+
+
+def test_profile_from_path(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("extends: smoke\nsamples_per_task: 33\n")
+    p = load_profile(f)
+    assert p.name == "mine" and p.samples_per_task == 33
+
+
+def test_real_gqa_needs_paths():
+    with pytest.raises(ValueError, match="needs both 'questions' and 'images'"):
+        load_profile("smoke", **{"dataset.name": "gqa"})
