@@ -161,7 +161,8 @@ def atom_trajectories(
 ) -> alt.TopLevelMixin:
     """PID atoms per layer with 95% bands: ``df`` has layer, atom, ``value``, lo, hi columns."""
     d = df.assign(atom=df["atom"].map(lambda a: ATOM_LABELS.get(a, a)))
-    scale = alt.Scale(domain=list(ATOM_COLORS), range=list(ATOM_COLORS.values()))
+    present = [a for a in ATOM_COLORS if a in set(d["atom"])]
+    scale = alt.Scale(domain=present, range=[ATOM_COLORS[a] for a in present])
     return line_band(
         d,
         x="layer",

@@ -25,7 +25,7 @@ from pidlib.models import (
 from pidlib.tasks import TASKS
 from pidlib.train_data import ScenePool, TokenCache, model_words
 from pidlib.train_eval import evaluate, format_table
-from pidlib.train_report import model_readme
+from pidlib.train_report import model_card, model_readme, pilot_log
 from pidlib.train_stages import (
     StageLog,
     StageSpec,
@@ -101,7 +101,7 @@ class Recipe:
     )
     align: StageSpec = StageSpec(steps=400, batch=64, turns=1, lr=3e-3, warmup=50)
     qa: StageSpec = StageSpec(
-        steps=800,
+        steps=1400,
         batch=32,
         turns=8,
         lr=1e-3,
@@ -109,7 +109,7 @@ class Recipe:
         aux=0.1,
         caption=True,
         focus=("CompareAttr", "ChooseRel"),
-        focus_ratio=0.5,
+        focus_ratio=1.0,
         focus_mode="per_task",
     )
     vision_lr_mult: float = 0.0
@@ -317,38 +317,6 @@ def train_model(recipe: Recipe, decoder_state: dict, *, progress: bool = True):
     return model, proc, logs
 
 
-def _card(recipe: Recipe, logs: list[StageLog], ev, n_img: int, pilots: str | None) -> dict:
-    card = {
-        "description": (
-            f"Tiny {recipe.family} model trained from scratch on Mini-GQA (3x3 grid, 48 px) "
-            "with pidlib.train: shared symbolic decoder stage, vision alignment, QA fine-tuning."
-        ),
-        "recipe": recipe.to_dict(),
-        "seeds": {
-            "decoder_init_and_lm_data": recipe.lm_seed,
-            "lm_focus_data": recipe.lm_seed + 1,
-            "model_init_and_align_data": recipe.seed,
-            "qa_data": recipe.seed + 1,
-            "lm_probe_val_questions": recipe.lm_seed,
-            "test_questions": ev.seed,
-        },
-        "data_splits": "training scenes from the 'train' hash bucket only; evaluation on 'test'",
-        "image_tokens": n_img,
-        "stages": [asdict(g) for g in logs],
-        "train_minutes": round(sum(g.seconds for g in logs) / 60, 2),
-        "evaluation": ev.to_dict(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if pilots:
-        card["pilots_markdown"] = pilots
-    return card
-
-
-def _pilots_table() -> str | None:
-    path = Path(__file__).resolve().parents[1] / "scratch" / "pilots.md"
-    return path.read_text() if path.is_file() else None
-
-
 def run(
     names: list[str],
     *,
@@ -370,7 +338,7 @@ def run(
         print(f"{name}\n{format_table(ev)}", flush=True)
         n_img = _n_image_tokens(model, proc, recipe)
         path = save_embedded(
-            loaded, out_dir / name, _card(recipe, [*lm_logs, *logs], ev, n_img, _pilots_table())
+            loaded, out_dir / name, model_card(recipe, [*lm_logs, *logs], ev, n_img, pilot_log())
         )
         card = json.loads((path / "model_card.json").read_text())
         (path / "README.md").write_text(model_readme(card))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from pidlib.models import models_dir
+from pidlib.train_eval import CONDITIONS
 
 __all__ = [
     "read_cards",
@@ -15,6 +19,8 @@ __all__ = [
     "training_tables",
     "write_tables",
     "model_readme",
+    "model_card",
+    "pilot_log",
 ]
 
 
@@ -35,7 +41,8 @@ def read_cards(names: Sequence[str], root: Path | None = None) -> dict[str, dict
 def accuracy_table(cards: dict[str, dict]) -> str:
     """One row per (task), columns: each model's accuracy with the image / blank / mismatched."""
     names = list(cards)
-    conds = list(next(iter(cards.values()))["evaluation"]["accuracy"])
+    stored = next(iter(cards.values()))["evaluation"]["accuracy"]
+    conds = [c for c in CONDITIONS if c in stored] + [c for c in stored if c not in CONDITIONS]
     head = [f"{n} {c}" for n in names for c in conds]
     lines = ["| task | " + " | ".join(head) + " | chance |", "|---" * (len(head) + 2) + "|"]
     first = cards[names[0]]["evaluation"]
@@ -129,3 +136,38 @@ def model_readme(card: dict) -> str:
         "Full recipe, versions and the pilot log: `model_card.json`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def pilot_log() -> str | None:
+    """The pilot log kept while the recipe was developed (``scratch/pilots.md``), if present."""
+    path = Path(__file__).resolve().parents[1] / "scratch" / "pilots.md"
+    return path.read_text() if path.is_file() else None
+
+
+def model_card(recipe, logs, ev, n_img: int, pilots: str | None) -> dict:
+    """The ``model_card.json`` content of a trained model (a :class:`pidlib.train.Recipe`, its
+    :class:`pidlib.train_stages.StageLog` list, its :class:`pidlib.train_eval.Evaluation`)."""
+    card = {
+        "description": (
+            f"Tiny {recipe.family} model trained from scratch on Mini-GQA (3x3 grid, 48 px) "
+            "with pidlib.train: shared symbolic decoder stages, vision alignment, QA fine-tuning."
+        ),
+        "recipe": recipe.to_dict(),
+        "seeds": {
+            "decoder_init_and_lm_data": recipe.lm_seed,
+            "lm_focus_data": [recipe.lm_seed + 1 + i for i in range(len(recipe.lm_focus))],
+            "model_init_and_align_data": recipe.seed,
+            "qa_data": recipe.seed + 1,
+            "lm_probe_val_questions": recipe.lm_seed,
+            "test_questions": ev.seed,
+        },
+        "data_splits": "training scenes from the 'train' hash bucket only; evaluation on 'test'",
+        "image_tokens": n_img,
+        "stages": [asdict(g) for g in logs],
+        "train_minutes": round(sum(g.seconds for g in logs) / 60, 2),
+        "evaluation": ev.to_dict(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if pilots:
+        card["pilots_markdown"] = pilots
+    return card

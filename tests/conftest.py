@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pidlib.models import FAMILIES, LoadedModel, build_model, build_processor, build_tokenizer
 from pidlib.models import tiny_config as _tiny_config
 from pidlib.tasks import Sample
+
+# One intra-op thread for the whole suite: the tiny models gain nothing from more, and
+# oversubscribed threads on a busy 2-core machine slow some tests down tenfold.
+torch.set_num_threads(1)
 
 #: Vocabulary of the test tokenizer (the prompt words are added by build_tokenizer).
 TINY_WORDS: tuple[str, ...] = tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -73,7 +74,8 @@ def test_rqspline_matches_nflows_and_inverts():
 @pytest.mark.parametrize("d", [1, 3])
 def test_variable_flow_starts_as_identity(transform, d):
     torch.manual_seed(0)
-    f = flow_mod._variable_flow(d, FlowConfig(transform=transform))
+    # two blocks, so that the maf's coordinate reversals cancel
+    f = flow_mod._variable_flow(d, FlowConfig(transform=transform, n_blocks=2))
     x = 2 * torch.randn(64, d)
     with torch.no_grad():
         z, logdet = f(x)
@@ -97,8 +99,10 @@ def test_marginal_gaussianizer_is_monotone_and_gaussianizes():
 @pytest.mark.parametrize(("variance", "max_dims"), [(0.95, 32), (0.8, 32), (0.99, 3), (1.0, 32)])
 def test_pca_keeps_the_variance_within_the_cap(variance, max_dims):
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((500, 10)) @ np.diag(np.linspace(3, 0.2, 10)) @ rng.standard_normal(
-        (10, 10)
+    x = (
+        rng.standard_normal((500, 10))
+        @ np.diag(np.linspace(3, 0.2, 10))
+        @ rng.standard_normal((10, 10))
     )
     fit = fit_pca(x, variance, max_dims)
     k = fit.dims
@@ -147,6 +151,10 @@ def test_same_seed_is_bit_identical_and_leaves_global_rng_alone(small_data):
     for m in a:
         assert a[m].as_dict() == b[m].as_dict()
     assert a["mmi"].total != c["mmi"].total
+    # fits running in parallel threads (joblib's threading backend) agree with serial ones
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda s: pid_flow(*small_data, seed=s, **kw), [3, 4, 3]))
+    assert [r["broja"].as_dict() for r in runs] == [x["broja"].as_dict() for x in (a, c, a)]
 
 
 def test_pidflow_is_reusable_and_pid_flow_is_its_wrapper(small_data):
@@ -160,12 +168,12 @@ def test_pidflow_is_reusable_and_pid_flow_is_its_wrapper(small_data):
         assert again[m].total == via_model[m].total
     # both measures come from one latent covariance
     assert again["mmi"].mi_1 == again["broja"].mi_1 and again["mmi"].total == again["broja"].total
-    # applying the clean fit to other rows: a different PID, same maps
-    other = [np.asarray(a)[::-1] * 1.5 for a in small_data]
-    np.testing.assert_allclose(model.transform(*other)[0][::-1], model.transform(*[
-        np.asarray(a) * 1.5 for a in small_data])[0])  # fmt: skip
-    with pytest.raises(ValueError, match="x1 has 4 columns"):
-        model.transform(np.ones((10, 4)) + np.arange(10)[:, None], *[a[:10] for a in small_data[1:]])
+    # the fitted maps act row by row: other rows (e.g. knocked-out activations) map consistently
+    rows = [np.asarray(a)[100:140] for a in small_data]
+    for part, whole in zip(model.transform(*rows), (z1, z2, zy), strict=True):
+        np.testing.assert_allclose(part, whole[100:140], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="x1 has 7 columns"):
+        model.transform(np.random.default_rng(0).normal(size=(40, 7)), rows[1], rows[2])
 
 
 def test_bootstrap_reuses_the_fit_unless_asked(small_data, monkeypatch):
@@ -243,8 +251,16 @@ def test_bad_input_raises_before_training(small_data, monkeypatch, data_change, 
 
 @pytest.mark.parametrize(
     "change",
-    [{"transform": "glow"}, {"n_blocks": 0}, {"lr": 0.0}, {"val_fraction": 1.0}, {"num_bins": 1},
-     {"batch_size": 1.5}, {"tail_bound": -1.0}, {"min_delta": -1.0}],  # fmt: skip
+    [
+        {"transform": "glow"},
+        {"n_blocks": 0},
+        {"lr": 0.0},
+        {"val_fraction": 1.0},
+        {"num_bins": 1},
+        {"batch_size": 1.5},
+        {"tail_bound": -1.0},
+        {"min_delta": -1.0},
+    ],
 )
 def test_flow_config_validates(change):
     with pytest.raises(ValueError, match="FlowConfig"):
@@ -255,30 +271,34 @@ def test_flow_config_validates(change):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["nl_mixed", "nl_markov"])
+@pytest.mark.parametrize("name", ["nl_mixed", "nl_synergy"])
 def test_flow_recovers_latent_gaussian_pid(name):
+    """Within 0.1 bit of the exact atoms and at most a third of the error of the plain Gaussian
+    plug-in, which is off by more than 0.2 bit here (measured: nl_mixed 0.03 / 0.05 bit vs
+    0.34 / 0.25 for MMI / BROJA; nl_synergy 0.05 vs 0.98)."""
     system = canonical.get(name)
     data = system.sampler(5000, 0)
     measures = tuple(system.truth)  # MMI, and BROJA where it is known exactly
     est = pid_flow(*data, measure=measures, pca_variance=1.0)
     plain = pid_flow(*data, measure=measures, pca_variance=1.0, flow=False)
     for m in measures:
-        err, err_plain = _max_atom_error(est[m], system.truth[m]), _max_atom_error(
-            plain[m], system.truth[m]
-        )
+        err = _max_atom_error(est[m], system.truth[m])
+        err_plain = _max_atom_error(plain[m], system.truth[m])
         assert err < 0.1, (m, est[m], system.truth[m])
-        assert err < err_plain - 0.1, (m, err, err_plain)  # the flow matters here
+        assert err_plain > 0.2 and err < err_plain / 3, (m, err, err_plain)
 
 
 @pytest.mark.slow
 def test_invariance_to_a_further_invertible_map():
-    system = canonical.get("nl_redundant")
+    """An extra invertible map of X1 (elementwise monotone, then linear mixing) changes no
+    atom by more than the bootstrap interval of the original fit."""
+    system = canonical.get("nl_unique")  # dims (3, 2, 2); BROJA differs from MMI here
     x1, x2, y = system.sampler(5000, 3)
-    est = pid_flow(x1, x2, y, pca_variance=1.0, n_bootstrap=200, measure=("mmi", "broja"))
-    mix = np.array([[1.0, 0.6], [-0.4, 1.2]])
-    x1_mapped = np.arcsinh(2.0 * x1) @ mix.T  # elementwise monotone, then linear mixing
-    again = pid_flow(x1_mapped, x2, y, pca_variance=1.0, measure=("mmi", "broja"))
-    for m in est:
+    measures = ("mmi", "broja")
+    est = pid_flow(x1, x2, y, pca_variance=1.0, n_bootstrap=200, measure=measures)
+    mix = np.array([[1.0, 0.6, 0.0], [-0.4, 1.2, 0.3], [0.2, 0.0, 0.8]])
+    again = pid_flow(np.arcsinh(2.0 * x1) @ mix.T, x2, y, pca_variance=1.0, measure=measures)
+    for m in measures:
         for key in KEYS:
             lo, hi = est[m].ci[key]
             assert lo <= getattr(again[m], key) <= hi, (m, key, getattr(again[m], key), (lo, hi))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -36,6 +37,7 @@ def _tiny_recipe(name: str) -> Recipe:
         vision_heads=2,
         vision_layers=2,
         lm=replace(TINY, aux=0.5),
+        lm_focus=(replace(TINY, caption=True, focus=("ChooseRel",), focus_mode="per_task"),),
         align=TINY,
         qa=TINY,
     )
@@ -155,8 +157,9 @@ def test_smoke_train_save_load(name, tmp_path):
     """A few steps of every stage, then save_pretrained / load_model reproduce the logits."""
     torch.set_num_threads(1)
     recipe = _tiny_recipe(name)
-    state, lm_log = train_decoder(recipe, workdir=tmp_path / "work", progress=False)
-    assert np.isfinite(lm_log.loss_end)
+    state, lm_logs = train_decoder(recipe, workdir=tmp_path / "work", progress=False)
+    assert [g.name for g in lm_logs] == ["lm (symbolic)", "lm (symbolic, focus 1)"]
+    assert all(np.isfinite(g.loss_end) for g in lm_logs)
     again, _ = train_decoder(recipe, workdir=tmp_path / "work", progress=False)  # cached
     for k, v in state["lm"].items():
         torch.testing.assert_close(again["lm"][k], v)
@@ -183,3 +186,32 @@ def test_lm_key_tracks_every_decoder_stage_setting():
         replace(r, data=replace(r.data, max_objects=3)),
     ]
     assert len({c.lm_key() for c in changed} | {r.lm_key()}) == len(changed) + 1
+
+
+def test_training_tables_read_the_cards(tmp_path):
+    """The book's tables are written from model_card.json, numbers unchanged."""
+    from pidlib.train_report import training_tables
+
+    acc = {"image": {"ChooseAttr": 0.875}, "blank": {"ChooseAttr": 0.5}}
+    for name in ("m1", "m2"):
+        card = {
+            "evaluation": {
+                "accuracy": acc,
+                "chance": {"ChooseAttr": 0.5},
+                "n_per_task": 8,
+                "split": "test",
+                "seed": 3,
+            },
+            "stages": [
+                {"name": "qa", "steps": 5, "seconds": 90.0, "loss_start": 2.0, "loss_end": 1.25}
+            ],
+            "pilots_markdown": "# log\n\n| id |\n|---|\n| P1 |\n",
+        }
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model_card.json").write_text(json.dumps(card))
+    text = training_tables(["m1", "m2"], tmp_path)
+    assert "| ChooseAttr | 0.875 | 0.500 | 0.875 | 0.500 | 0.500 |" in text
+    assert "| m2 | qa | 5 | 1.5 | 2.000 | 1.250 |" in text
+    assert "| P1 |" in text and "# log" not in text
+    with pytest.raises(FileNotFoundError, match="m3"):
+        training_tables(["m3"], tmp_path)

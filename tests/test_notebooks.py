@@ -1,0 +1,72 @@
+"""The chapters are papermill-executable with a profile and overrides (slow tier)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
+
+
+def test_every_chapter_has_a_parameters_cell_with_a_profile():
+    assert NOTEBOOKS
+    for path in NOTEBOOKS:
+        nb = jupytext.read(path)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert code[0].source.startswith('profile = "cpu"'), path.name
+
+
+def _execute(tmp_path, name, **params):
+    src = tmp_path / f"{name}.ipynb"
+    jupytext.write(jupytext.read(ROOT / "notebooks" / f"{name}.py"), src)
+    out = tmp_path / f"{name}-{len(params)}.ipynb"
+    env_before = os.environ.get("PIDBOOK_FIGURES")
+    os.environ["PIDBOOK_FIGURES"] = str(tmp_path / "figures")
+    try:
+        papermill.execute_notebook(str(src), str(out), parameters=params, cwd=str(ROOT),
+                                   kernel_name="python3", progress_bar=False)  # fmt: skip
+    finally:
+        if env_before is None:
+            os.environ.pop("PIDBOOK_FIGURES", None)
+        else:
+            os.environ["PIDBOOK_FIGURES"] = env_before
+    return json.loads(out.read_text())
+
+
+def _text(nb) -> str:
+    parts = []
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            parts.append("".join(data.get("text/html", data.get("text/plain", ""))))
+            parts.append("".join(o.get("text", "")))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+def test_papermill_overrides_change_the_result(tmp_path):
+    both = _text(_execute(tmp_path, "00_data_and_models", profile="smoke"))
+    one = _text(
+        _execute(tmp_path, "00_data_and_models", profile="smoke", models=["tiny-llava-1.5"])
+    )
+    assert "tiny-llava-1.6" in both and "tiny-llava-1.6" not in one
+    assert "tiny-llava-1.5" in one
+
+
+@pytest.mark.slow
+def test_bad_override_fails_fast_naming_the_key(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match="samples_per_task"):
+        _execute(tmp_path, "02_modal_transduction", profile="smoke", samples_per_task="lots")
+
+
+def test_build_script_rejects_an_unknown_profile():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--profile",
+                        "nope", "--no-html"], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert r.returncode != 0 and "unknown profile 'nope'" in r.stderr
