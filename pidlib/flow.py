@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from nflows.nn.nets import ResidualNet
 from nflows.transforms import (
     AffineCouplingTransform,
     CompositeTransform,
@@ -261,9 +262,8 @@ class RQSpline(Transform):
         den = s + (d1 + d0 - 2 * s) * t
         if not inverse:
             out = y0 + h * (s * xi * xi + d0 * t) / den
-        logd = torch.log(s * s * (d1 * xi * xi + 2 * s * t + d0 * (1 - xi) ** 2)) - 2 * torch.log(
-            den
-        )
+        num = s * s * (d1 * xi * xi + 2 * s * t + d0 * (1 - xi) ** 2)
+        logd = torch.log(num) - 2 * torch.log(den)  # log dy/dx of the forward map
         out = torch.where(inside, out, u)
         logd = torch.where(inside, -logd if inverse else logd, torch.zeros_like(logd))
         return out.T, logd.sum(0)
@@ -285,8 +285,6 @@ def _identity_init(layer: torch.nn.Linear, scale_rows: slice | None, scale_bias:
 
 def _variable_flow(d: int, cfg: FlowConfig) -> CompositeTransform:
     """The invertible map of one variable of dimension ``d`` (see :class:`FlowConfig`)."""
-    from nflows.nn.nets import ResidualNet
-
     parts: list[Transform] = []
     for block in range(cfg.n_blocks):
         parts += [LULinear(d, identity_init=True), RQSpline(d, cfg.num_bins, cfg.tail_bound)]
