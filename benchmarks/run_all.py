@@ -1,4 +1,4 @@
-"""Run every benchmark (``benchmarks/bench_*.py``) and print their tables; ``--gpu`` for the GPU one.
+"""Run every benchmark (``benchmarks/bench_*.py``) and print their tables (``--gpu``: CUDA).
 
 Each benchmark prints its own table with measured times and the ratio to its target, and writes
 the same numbers as JSON; this runner collects them into ``build/bench/<name>.json``.

@@ -27,7 +27,9 @@
 # first-answer-token logits over the task's answer set, a log-odds for two-option tasks. Only
 # questions that the model answers correctly enter. PID Flow (see the Methods chapter) gives
 # the four atoms with 95% intervals, from bootstrap resamples crossed with flow seeds. MMI is
-# the headline measure, as in the paper, and BROJA is shown beside it.
+# the headline measure, as in the paper, and BROJA is shown beside it. For the two-option
+# tasks $Y$ is a scalar log-odds, where BROJA and MMI coincide exactly (Barrett, 2015). The two
+# measures can differ only on tasks with more options (CompareAttr).
 
 # %% tags=["parameters"]
 profile = "cpu"

@@ -95,8 +95,9 @@ def run_sweep(name, task):
     res = sweep(model(name), correct_samples(name, task, sweep_samples), cfg.knockout.flows,
                 centers, window=cfg.knockout.window, batch_size=cfg.batch_size)  # fmt: skip
     per = res.per_sample.assign(model=name, task=task, n_layers=n_layers)
-    return per[["model", "task", "flow", "center", "n_layers", "p_clean", "p_ko", "rel_change",
-                "correct_clean", "correct_ko"]].astype({"center": int})  # fmt: skip
+    keep = ["model", "task", "flow", "center", "layers", "first_layer", "last_layer",
+            "n_layers", "p_clean", "p_ko", "rel_change", "correct_clean", "correct_ko"]  # fmt: skip
+    return per[keep].astype({"center": int, "layers": str})
 
 
 per_sample = pd.concat(
@@ -104,6 +105,7 @@ per_sample = pd.concat(
         cached_table(
             "knockout-sweep",
             {
+                "columns": 2,
                 "model": m,
                 "task": t,
                 "n": sweep_samples,

@@ -53,6 +53,15 @@ _EXPORTS: dict[str, str] = {
     "greedy_answers": "pidlib.prompt",
     "answer_token_ids": "pidlib.prompt",
     "correct_mask": "pidlib.prompt",
+    # layer-wise analysis
+    "Features": "pidlib.features",
+    "extract_features": "pidlib.features",
+    "load_samples": "pidlib.datasets",
+    "load_features": "pidlib.datasets",
+    "layerwise_pid": "pidlib.layerwise",
+    "KnockoutSpec": "pidlib.knockout",
+    "sweep": "pidlib.knockout_sweep",
+    "knockout_features": "pidlib.knockout_sweep",
     # configuration
     "load_profile": "pidlib.profiles",
     "Profile": "pidlib.profiles",

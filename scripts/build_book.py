@@ -37,15 +37,24 @@ DEFAULT_PROFILE = "cpu"
 def execute(src: Path, out_dir: Path, profile: str, figures: Path) -> float:
     """Convert one jupytext source to .ipynb, execute it with papermill; return seconds."""
     nb = jupytext.read(src)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     raw = out_dir / "src" / f"{src.stem}.ipynb"
     raw.parent.mkdir(parents=True, exist_ok=True)
     jupytext.write(nb, raw)
     os.environ["PIDBOOK_FIGURES"] = str(figures)
     t0 = time.perf_counter()
     papermill.execute_notebook(
-        str(raw), str(out_dir / f"{src.stem}.ipynb"), parameters={"profile": profile},
-        cwd=str(ROOT), kernel_name="python3", progress_bar=False, log_output=False,
+        str(raw),
+        str(out_dir / f"{src.stem}.ipynb"),
+        parameters={"profile": profile},
+        cwd=str(ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
     )
     return time.perf_counter() - t0
 
@@ -70,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     for src in sources:
         print(f"[book] executing {src.name} (profile {args.profile}) ...", flush=True)
         seconds = execute(src, out_dir, args.profile, figures)
-        timings[src.stem] = {"seconds": round(seconds, 1), "finished": time.strftime("%FT%TZ", time.gmtime())}
+        timings[src.stem] = {
+            "seconds": round(seconds, 1),
+            "finished": time.strftime("%FT%TZ", time.gmtime()),
+        }
         timings_path.write_text(json.dumps(timings, indent=1))
         print(f"[book]   {src.stem}: {seconds:.1f} s", flush=True)
     (out_dir / "provenance.json").write_text(
@@ -89,8 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     path_output = ROOT if args.profile == DEFAULT_PROFILE else ROOT / "_build" / args.profile
     html_out = path_output / "_build"
     cmd = [
-        str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
-        "--path-output", str(path_output), "-W", "-n", "--keep-going",
+        str(Path(sys.executable).parent / "jupyter-book"),
+        "build",
+        str(ROOT),
+        "--path-output",
+        str(path_output),
+        "-W",
+        "-n",
+        "--keep-going",
     ]
     print("[book] " + " ".join(cmd), flush=True)
     rc = subprocess.call(cmd, cwd=ROOT)
