@@ -25,16 +25,6 @@ from pidlib.profiles import DatasetSpec, load_profile
 from pidlib.prompt import correct_mask, encode, greedy_answers, normalize_answer
 from pidlib.tasks import Sample
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models are overhead-bound: one thread avoids oversubscribing a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # (question, answer, options, image height x width): different question lengths and image
 # sizes, so batches are padded and LLaVA-NeXT rows have different numbers of image tokens.
 _SPECS = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from pidlib.cache import ArrayCache
 from pidlib.features import Features
@@ -22,16 +21,6 @@ from pidlib.layerwise import (
     trajectory_correlation,
 )
 from pidlib.profiles import ParallelSpec, PIDSpec
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models are overhead-bound: one thread avoids oversubscribing a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SERIAL = ParallelSpec(backend="sequential", n_jobs=1)
 GAUSS = PIDSpec(measures=("mmi", "broja"), flow=False, n_bootstrap=0, n_seeds=1)
