@@ -136,7 +136,7 @@ for p in priors:
     )
     rows.append(shares(t[t["measure"] == "mmi"]).assign(prior=p))
 planted = pd.concat(rows, ignore_index=True)
-red = planted[planted["atom"] == "redundancy"]
+red = planted[planted["atom"] == "redundancy"].dropna(subset=["share"])  # share: NaN if I = 0
 charts.figure(
     charts.line_band(
         red.assign(layer=red["layer"].map(lambda x: f"layer {x}")),
