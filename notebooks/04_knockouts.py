@@ -28,8 +28,8 @@
 # relative change in the probability of the answer's first token,
 # $(p_\text{knockout} - p_\text{clean}) / p_\text{clean} \times 100$, and in accuracy. It then
 # measures the PID per layer under the paper's all-layer Image→Question knockout. The questions
-# are the same ones the clean model answered correctly, and PCA and flows are refit on the
-# knocked-out activations.
+# are the same ones the clean model answered correctly. The knocked-out activations are measured
+# twice: with PCA and flows refit on them, and through the clean run's fitted PCA and flows.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -156,8 +156,14 @@ curves.groupby(["model", "flow"])[["rel_change", "accuracy", "accuracy_clean"]].
 # ## The paper's measurement: PID under an all-layer Image→Question knockout
 #
 # The questions are the ones each model answered correctly without the knockout. $V$, $L$ and
-# $Y$ are recomputed with Image→Question attention blocked in every layer, and PID Flow is
-# refit on them.
+# $Y$ are recomputed with Image→Question attention blocked in every layer. PID Flow then
+# measures them in two ways:
+#
+# - **refit**: PCA and flows are fitted anew on the knocked-out activations. This asks how much
+#   information the knocked-out representation holds, in whatever coordinates it now uses.
+# - **clean maps reused**: the clean run's PCA and flows are applied to the knocked-out
+#   activations. This reads them in the clean model's coordinates. Information that moved out of
+#   the clean run's leading PCA directions is then lost to the estimate.
 
 # %%
 ko_feats = {}
@@ -170,26 +176,37 @@ for m in cfg.models:
             batch_size=cfg.batch_size,
             target=cfg.target,
         )
-ko = layerwise_pid(
-    ko_feats, pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed
-)
+run = dict(pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed)
+variants = {
+    "refit": layerwise_pid(ko_feats, **run),
+    "clean maps reused": layerwise_pid(ko_feats, fit_features=clean_feats, **run),
+}
 
 # %%
 keys = ["model", "task", "layer", "depth", "measure", "atom"]
-both = clean.merge(ko, on=keys, suffixes=("_clean", "_ko"))
-both["delta"] = both["value_ko"] - both["value_clean"]
-# Interval of a difference of two independent estimates: half-widths added in quadrature.
-half = lambda s: (both[f"hi_{s}"] - both[f"lo_{s}"]) / 2  # noqa: E731
-both["delta_half"] = np.sqrt(half("clean") ** 2 + half("ko") ** 2)
-both["lo"], both["hi"] = both["delta"] - both["delta_half"], both["delta"] + both["delta_half"]
+
+
+def deltas(ko, variant):
+    """Knockout minus clean per row, with the interval of a difference of two independent
+    estimates (half-widths added in quadrature)."""
+    d = clean.merge(ko, on=keys, suffixes=("_clean", "_ko"))
+    d["delta"] = d["value_ko"] - d["value_clean"]
+    half = np.sqrt(sum(((d[f"hi_{s}"] - d[f"lo_{s}"]) / 2) ** 2 for s in ("clean", "ko")))
+    d["lo"], d["hi"] = d["delta"] - half, d["delta"] + half
+    return d.assign(transforms=variant)
+
+
+both = pd.concat([deltas(ko, v) for v, ko in variants.items()], ignore_index=True)
 mmi = both[both["measure"] == "mmi"]
-avg = mmi.groupby(["model", "layer", "atom"], as_index=False)[["delta", "lo", "hi"]].mean()
+avg = mmi.groupby(["transforms", "model", "layer", "atom"], as_index=False)[
+    ["delta", "lo", "hi"]
+].mean()
 avg = avg[avg["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy", "total"])]
 charts.figure(
     charts.atom_trajectories(
         avg.rename(columns={"delta": "bits"}),
         column="model",
-        columns=2,
+        row="transforms",
         y_title="knockout − clean (bits)",
     ),
     "fig-knockout-pid",
@@ -201,6 +218,7 @@ charts.figure(
 #
 # Change of each MMI atom, and of $I(V,L;Y)$, per layer under the all-layer Image→Question
 # knockout (knockout minus clean, averaged over tasks; bands combine both runs' 95% intervals).
+# Rows: PCA and flows refit on the knocked-out activations, or the clean run's reused.
 # ```
 
 # %%
@@ -208,7 +226,7 @@ late = mmi[mmi["depth"] >= 2 / 3]
 
 
 def mean_delta(rows, atom):
-    return rows[rows["atom"] == atom].groupby(["model", "task"])["delta"].mean()
+    return rows[rows["atom"] == atom].groupby(["transforms", "model", "task"])["delta"].mean()
 
 
 per_task = pd.DataFrame(
@@ -223,53 +241,64 @@ red = red[red["atom"] == "redundancy"].groupby(["model", "task"])["share"].mean(
 per_task["clean R share"] = red.reindex(
     pd.MultiIndex.from_frame(per_task[["model", "task"]])
 ).to_numpy()
-per_task.sort_values("ΔU_V (late layers)", ascending=False).round(3)
+per_task.sort_values(["transforms", "ΔU_V (late layers)"], ascending=[True, False]).round(3)
 
 # %% [markdown]
 # ## Which tasks are hit hardest, and does redundancy protect them?
 
 # %%
-rho = stats.spearmanr(per_task["clean R share"], per_task["ΔU_V (late layers)"])
-d_uv = mean_ci(per_task["ΔU_V (late layers)"])
-d_s = mean_ci(per_task["ΔS (all layers)"])
-d_tot = mean_ci(per_task["ΔI(V,L;Y) (all layers)"])
 acc_drop = mean_ci(
     curves[curves["flow"] == "image->question"].groupby(["model", "task"])["rel_change"].min()
 )
-claims = [
-    Claim("Image→Question knockout traps visual-unique information", "U_V rises in late layers",
-          *d_uv, holds=bool(d_uv[1] > 0), unit="Δ U_V, bits, mean over late layers",
-          detail="mean over (model, task); holds if the CI lies above 0"),
-    Claim("Knockout induces compensatory synergy", "S rises", *d_s, holds=bool(d_s[1] > 0),
-          unit="Δ S, bits, mean over layers", detail="mean over (model, task)"),
-    Claim("Knockout raises the total information cost", "I(V,L;Y) rises (some totals fall)",
-          *d_tot, holds=bool(d_tot[1] > 0), unit="Δ I(V,L;Y), bits, mean over layers",
-          detail="mean over (model, task)"),
-    Claim("Knockout effect is weakest on high-redundancy tasks", "strongest on vision-dependent "
-          "tasks", float(rho[0]), float(rho[0]), float(rho[0]),
-          holds=bool(rho[0] < 0 and rho[1] < 0.05), unit="Spearman rho(clean R share, Δ U_V)",
-          detail=f"over (model, task); p = {rho[1]:.2g}"),
-]  # fmt: skip
+claims, found = [], {}
+for variant in variants:
+    rows = per_task[per_task["transforms"] == variant]
+    rho = stats.spearmanr(rows["clean R share"], rows["ΔU_V (late layers)"])
+    cols = ("ΔU_V (late layers)", "ΔS (all layers)", "ΔI(V,L;Y) (all layers)")
+    d_uv, d_s, d_tot = (mean_ci(rows[c]) for c in cols)
+    found[variant] = d_uv, d_s, d_tot, rho
+    how = f" ({variant})" if variant != "refit" else ""
+    claims += [
+        Claim(f"Image→Question knockout traps visual-unique information{how}",
+              "U_V rises in late layers", *d_uv, holds=bool(d_uv[1] > 0),
+              unit="Δ U_V, bits, mean over late layers",
+              detail="mean over (model, task); holds if the CI lies above 0"),
+        Claim(f"Knockout induces compensatory synergy{how}", "S rises", *d_s,
+              holds=bool(d_s[1] > 0), unit="Δ S, bits, mean over layers",
+              detail="mean over (model, task)"),
+        Claim(f"Knockout raises the total information cost{how}",
+              "I(V,L;Y) rises (some totals fall)", *d_tot, holds=bool(d_tot[1] > 0),
+              unit="Δ I(V,L;Y), bits, mean over layers", detail="mean over (model, task)"),
+        Claim(f"Knockout effect is weakest on high-redundancy tasks{how}",
+              "strongest on vision-dependent tasks", float(rho[0]), float(rho[0]), float(rho[0]),
+              holds=bool(rho[0] < 0 and rho[1] < 0.05),
+              unit="Spearman rho(clean R share, Δ U_V)",
+              detail=f"over (model, task); p = {rho[1]:.2g}"),
+    ]  # fmt: skip
 record(cfg.name, "04_knockouts", claims, {"profile": cfg.to_dict(), "sweep_samples": sweep_samples})
 
 # %% [markdown]
 # ## Summary
 
+
 # %%
-Markdown(
-    f"""
-- In Zhang et al.'s windowed sweep, the largest drop of the answer probability under
-  Image↛Question is **{acc_drop[0]:.1f}%** on average over (model, task)
-  (95% CI [{acc_drop[1]:.1f}, {acc_drop[2]:.1f}]).
-- Under the all-layer Image→Question knockout, late-layer $U_V$ changes by
-  **{d_uv[0]:+.3f} bits** [{d_uv[1]:+.3f}, {d_uv[2]:+.3f}], synergy by
-  **{d_s[0]:+.3f} bits** [{d_s[1]:+.3f}, {d_s[2]:+.3f}] and $I(V,L;Y)$ by
-  **{d_tot[0]:+.3f} bits** [{d_tot[1]:+.3f}, {d_tot[2]:+.3f}], averaged over layers, models
-  and tasks.
-- Across tasks, the Spearman correlation between clean redundancy and the late-layer
-  $\\Delta U_V$ is **{rho[0]:.2f}** (p = {rho[1]:.2g}).
-"""
-)
+def ci(t):
+    return f"**{t[0]:+.3f} bits** [{t[1]:+.3f}, {t[2]:+.3f}]"
+
+
+lines = [
+    "- In Zhang et al.'s windowed sweep, the largest drop of the answer probability under "
+    f"Image↛Question is **{acc_drop[0]:.1f}%** on average over (model, task) "
+    f"(95% CI [{acc_drop[1]:.1f}, {acc_drop[2]:.1f}])."
+]
+for variant, (d_uv, d_s, d_tot, rho) in found.items():
+    lines.append(
+        f"- All-layer Image→Question knockout, PCA and flows **{variant}**: late-layer $U_V$ "
+        f"changes by {ci(d_uv)}, synergy by {ci(d_s)} and $I(V,L;Y)$ by {ci(d_tot)} (means "
+        "over layers, models and tasks). The Spearman correlation across tasks between clean "
+        f"redundancy and the late-layer $\\Delta U_V$ is **{rho[0]:.2f}** (p = {rho[1]:.2g})."
+    )
+Markdown("\n".join(lines))
 
 # %% [markdown]
 # ## References

@@ -596,8 +596,33 @@ def _measures(measure: str | Sequence[str]) -> tuple[str, ...]:
 
 def _pids(z: np.ndarray, dims: tuple, measures: Sequence[str], bias: bool) -> dict[str, PID]:
     """Gaussian PIDs of the sample covariance of latents ``z`` ``(n, d1 + d2 + dy)``."""
+    z, dims = _drop_constant_directions(z, dims)
     cov = np.cov(z, rowvar=False)
     return {m: gaussian_pid(cov, dims, m, n=len(z) if bias else None) for m in measures}
+
+
+def _drop_constant_directions(z: np.ndarray, dims: tuple, tol: float = 1e-9) -> tuple:
+    """Project each variable's latent block onto its directions of non-zero sample variance.
+
+    A direction with (numerically) zero variance is constant on these rows and carries no
+    information, so dropping it leaves every mutual information unchanged. Maps fitted on the
+    same rows never produce one; maps fitted on other rows (``fit_on``) can, e.g. a knocked-out
+    run whose question states take a few distinct values seen through the clean run's PCA.
+    Full-rank blocks are returned untouched.
+    """
+    blocks, out = np.split(z, np.cumsum(dims)[:2], axis=1), []
+    for name, b in zip(("x1", "x2", "y"), blocks, strict=True):
+        w, v = np.linalg.eigh(np.atleast_2d(np.cov(b, rowvar=False)))
+        keep = w > tol * max(float(w.max()), 1e-300)
+        if keep.all():
+            out.append(b)
+        elif not keep.any():
+            raise ValueError(f"the {name} latents are constant on these rows: no information")
+        else:
+            out.append(b @ v[:, keep])
+    if all(o is b for o, b in zip(out, blocks, strict=True)):
+        return z, dims
+    return np.concatenate(out, 1), tuple(o.shape[1] for o in out)
 
 
 def _check_int(name: str, v: Any, low: int) -> int:
@@ -622,6 +647,7 @@ def pid_flow(
     flow_config: FlowConfig | None = None,
     refit_bootstrap: bool = False,
     ci_level: float = 0.95,
+    fit_on: tuple[Any, Any, Any] | None = None,
 ) -> PID | dict[str, PID]:
     """PID Flow estimate of the PID of ``I(X1, X2; Y)`` in bits (see :class:`PIDFlow`).
 
@@ -647,6 +673,11 @@ def pid_flow(
     its overfitting to the samples it was trained on (the latents of all ``n`` samples are used)
     remain. ``info`` records the kept ``dims``, explained variances, training log and replicates.
     Same arguments and thread count -> bit-identical results.
+
+    ``fit_on=(x1_fit, x2_fit, y_fit)`` fits PCA and flows on those rows instead (same columns,
+    any number of rows) and measures ``(x1, x2, y)`` through the fitted maps: e.g. a knocked-out
+    run seen through the clean run's transforms. Bootstrap resamples then resample ``(x1, x2,
+    y)`` only; ``refit_bootstrap`` is not allowed with it.
     """
     measures = _measures(measure)
     n_bootstrap, n_seeds = (
@@ -657,13 +688,18 @@ def pid_flow(
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}")
     data = _as_data(x1, x2, y)
     n = len(data[0])
+    if fit_on is not None and refit_bootstrap:
+        raise ValueError("fit_on: maps are fitted once on fit_on; refit_bootstrap must be False")
+    if fit_on is not None and (not isinstance(fit_on, tuple | list) or len(fit_on) != 3):
+        raise ValueError("fit_on: expected a tuple (x1, x2, y) of arrays")
+    fit_data = data if fit_on is None else _as_data(*fit_on)
 
     def fitted(k: int, rows: list[np.ndarray]) -> PIDFlow:
         return PIDFlow(
             flow_config, pca_variance=pca_variance, max_dims=max_dims, flow=flow, seed=seed + k
         ).fit(*rows)
 
-    fits = [fitted(k, data) for k in range(n_seeds if flow else 1)]
+    fits = [fitted(k, fit_data) for k in range(n_seeds if flow else 1)]
     latents = [np.concatenate(f.transform(*data), 1) for f in fits]
     reps: list[dict[str, PID]] = []
     rng = np.random.default_rng(seed)
@@ -685,6 +721,7 @@ def pid_flow(
         "bias_correction": bias_correction,
         "n_replicates": len(reps),
         "ci_level": ci_level,
+        "fit_on": "given rows" if fit_on is not None else "the data",
     }
     out = {}
     for m, pid in _pids(latents[0], fits[0].dims, measures, bias_correction).items():

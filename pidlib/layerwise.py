@@ -71,7 +71,7 @@ def _estimator_code(estimator: Callable) -> tuple[str, tuple[str, ...]]:
 
 def _run_job(
     x1: np.ndarray, x2: np.ndarray, y: np.ndarray, seed: int, spec: dict, estimator: Callable,
-    extra: Mapping[str, Any], label: str,
+    extra: Mapping[str, Any], label: str, fit_on: tuple | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """One (model, task, layer): the PID of each measure as arrays (runs in a worker).
 
@@ -83,6 +83,8 @@ def _run_job(
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    if fit_on is not None:
+        extra = {**extra, "fit_on": fit_on}
     try:
         with threadpool_limits(1):
             out = estimator(
@@ -160,6 +162,11 @@ def _as_list(features: Features | Sequence[Features] | Mapping[Any, Features]) -
     return items
 
 
+def _fit_rows(fit_by: Mapping, f: Features, layer: int) -> tuple | None:
+    g = fit_by.get((f.model, f.task))
+    return None if g is None else (g.V[:, layer], g.L[:, layer], g.Y)
+
+
 def _describe(value: Any) -> Any:
     """A JSON-able description of an estimator option (dataclasses by their fields)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -186,6 +193,7 @@ def layerwise_pid(
     estimator: Callable | None = None,
     estimator_kwargs: Mapping[str, Any] | None = None,
     progress: bool = True,
+    fit_features: Sequence[Features] | Mapping[Any, Features] | None = None,
 ) -> pd.DataFrame:
     """The PID of ``I(Y; V, L)`` at each layer, for each model and task: a tidy table.
 
@@ -208,12 +216,20 @@ def layerwise_pid(
     agree exactly. Each job's result is cached (``cache``: an ArrayCache, True = default,
     False = none) under the hash of its inputs, the PID settings, the seed, the estimator and
     the code version, as soon as it arrives; an interrupted run resumes where it stopped.
+
+    ``fit_features`` (same models and tasks as ``features``, same layers): fit each job's
+    transforms (PCA, flows) on these features' layer and measure ``features`` through them
+    (the estimator's ``fit_on``), e.g. knocked-out activations through the clean run's maps.
     """
     import joblib
     import pandas as pd
     from tqdm.auto import tqdm
 
     items = _as_list(features)
+    fit_by = {(g.model, g.task): g for g in _as_list(fit_features)} if fit_features else {}
+    missing = [(f.model, f.task) for f in items if fit_features and (f.model, f.task) not in fit_by]
+    if missing:
+        raise ValueError(f"layerwise_pid: fit_features lack {missing}")
     spec = pid_spec or PIDSpec()
     spec.validate()
     parallel = parallel or ParallelSpec()
@@ -240,6 +256,14 @@ def layerwise_pid(
             params = {"inputs": _digest(f.V[:, layer], f.L[:, layer], f.Y), "model": f.model,
                       "task": f.task, "layer": layer, "target": f.target, "pid": spec_d,
                       "seed": s, "estimator": est, "estimator_kwargs": described}  # fmt: skip
+            if fit_by:
+                g = fit_by[f.model, f.task]
+                if g.V.shape[1] != n_states:
+                    raise ValueError(
+                        f"layerwise_pid: fit_features of {f.model} {f.task} have "
+                        f"{g.V.shape[1]} hidden states, features {n_states}"
+                    )
+                params["fit_on"] = _digest(g.V[:, layer], g.L[:, layer], g.Y)
             plan.append((f, layer, s, cache_key(_KIND, params, code), params))
     done: dict[str, dict[str, np.ndarray]] = {}
     for _, _, _, key, _ in plan:
@@ -259,6 +283,7 @@ def layerwise_pid(
                 estimator,
                 extra,
                 f"{f.model} {f.task} layer {layer}",
+                _fit_rows(fit_by, f, layer),
             )  # fmt: skip
             for f, layer, s, _, _ in todo
         )

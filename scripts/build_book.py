@@ -32,6 +32,31 @@ from pidlib.charts import write_vega_bundle  # noqa: E402
 from pidlib.profiles import load_profile  # noqa: E402
 
 DEFAULT_PROFILE = "cpu"
+#: MathJax 3 parts the book needs, relative to the package's ``es5`` folder (the combined TeX +
+#: MathML + CommonHTML component, its web fonts, and the TeX extensions it may autoload).
+MATHJAX_PARTS = ("tex-mml-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions")
+
+
+def write_mathjax(static_dir: Path) -> Path:
+    """Copy MathJax 3 (from the ``django-static-mathjax`` wheel) into ``static_dir/mathjax`` so
+    formulas render offline; ``_config.yml`` points ``mathjax_path`` at it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    src = Path(roots[0]) / "static" / "mathjax" / "es5" if roots else None
+    if src is None or not (src / MATHJAX_PARTS[0]).is_file():
+        raise SystemExit("MathJax files not found: pip install django-static-mathjax (see README)")
+    dest = static_dir / "mathjax"
+    shutil.rmtree(dest, ignore_errors=True)
+    for part in MATHJAX_PARTS:
+        target = dest / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (src / part).is_dir():
+            shutil.copytree(src / part, target)
+        else:
+            shutil.copy2(src / part, target)
+    return dest / MATHJAX_PARTS[0]
 
 
 def execute(src: Path, out_dir: Path, profile: str, figures: Path) -> float:
@@ -97,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for nb in out_dir.glob("*.ipynb"):
         shutil.copy2(nb, stage / nb.name)
     write_vega_bundle(ROOT / "build" / "_static")
+    write_mathjax(ROOT / "build" / "_static")
     # jupyter-book writes to <path-output>/_build/html
     path_output = ROOT if args.profile == DEFAULT_PROFILE else ROOT / "_build" / args.profile
     html_out = path_output / "_build"

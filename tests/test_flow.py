@@ -176,6 +176,26 @@ def test_pidflow_is_reusable_and_pid_flow_is_its_wrapper(small_data):
         model.transform(np.random.default_rng(0).normal(size=(40, 7)), rows[1], rows[2])
 
 
+def test_fit_on_measures_new_rows_through_maps_fitted_elsewhere(small_data):
+    fit_rows = [np.asarray(a)[:300] for a in small_data]
+    other = [np.asarray(a)[300:] for a in small_data]
+    model = PIDFlow(QUICK, seed=2).fit(*fit_rows)
+    est = pid_flow(*other, fit_on=tuple(fit_rows), flow_config=QUICK, seed=2, measure="broja")
+    assert est.as_dict()["redundancy"] == model.pid(*other, measure="broja").redundancy
+    assert est.info["fit_on"] == "given rows"
+    # the rows the maps were fitted on give the ordinary estimate
+    same = pid_flow(*fit_rows, fit_on=tuple(fit_rows), flow_config=QUICK, seed=2)
+    plain = pid_flow(*fit_rows, flow_config=QUICK, seed=2)
+    assert [getattr(same, k) for k in KEYS] == [getattr(plain, k) for k in KEYS]
+    with pytest.raises(ValueError, match="refit_bootstrap"):
+        pid_flow(*other, fit_on=tuple(fit_rows), n_bootstrap=2, refit_bootstrap=True)
+    with pytest.raises(ValueError, match="fit_on: expected a tuple"):
+        pid_flow(*other, fit_on=fit_rows[0])
+    wider = np.hstack([other[1], other[1]])
+    with pytest.raises(ValueError, match=f"x2 has {wider.shape[1]} columns"):
+        pid_flow(other[0], wider, other[2], fit_on=tuple(fit_rows), flow_config=QUICK)
+
+
 def test_bootstrap_reuses_the_fit_unless_asked(small_data, monkeypatch):
     calls = []
     real = flow_mod._train
@@ -302,3 +322,20 @@ def test_invariance_to_a_further_invertible_map():
         for key in KEYS:
             lo, hi = est[m].ci[key]
             assert lo <= getattr(again[m], key) <= hi, (m, key, getattr(again[m], key), (lo, hi))
+
+
+def test_constant_latent_directions_are_dropped_not_fatal(small_data):
+    """Rows of lower rank than the fit (e.g. knocked-out activations through clean maps): a
+    constant direction carries no information, so the PID equals that of the reduced latents."""
+    rng = np.random.default_rng(3)
+    x1 = rng.normal(size=(400, 3))
+    y = x1[:, :1] + rng.normal(size=(400, 1))
+    x2 = np.hstack([y + rng.normal(size=(400, 1)), np.full((400, 1), 2.0)])  # one constant column
+    fit = (rng.normal(size=(400, 3)), rng.normal(size=(400, 2)), rng.normal(size=(400, 1)))
+    est = pid_flow(x1, x2, y, fit_on=fit, flow=False, pca_variance=1.0, measure="mmi")
+    ref = gaussian_pid(np.cov(np.hstack([x1, x2[:, :1], y]), rowvar=False), (3, 1, 1), "mmi",
+                       n=400)  # fmt: skip
+    for key in KEYS:
+        assert getattr(est, key) == pytest.approx(getattr(ref, key), abs=1e-9)
+    with pytest.raises(ValueError, match="x2 is constant"):
+        pid_flow(x1, np.tile([1.0, 2.0], (400, 1)), y, fit_on=fit, flow=False)

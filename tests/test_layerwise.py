@@ -131,6 +131,41 @@ def test_table_has_the_documented_columns(synthetic):
     np.testing.assert_allclose(wide["redundancy"] + wide["unique_1"], wide["mi_1"], atol=1e-9)
 
 
+def test_fit_features_pass_the_same_layer_of_other_activations(synthetic):
+    seen = []
+
+    def recording(x1, x2, y, *, fit_on=None, **kw):
+        seen.append(fit_on)
+        return gaussian_estimator(x1, x2, y, **kw)
+
+    shifted = make_features(
+        "toy", "ChooseAttr", synthetic.V + 1.0, synthetic.L, synthetic.option_logits[:, 0]
+    )
+    layerwise_pid(synthetic, pid_spec=GAUSS, layers=[2, 0], parallel=SERIAL, cache=False,
+                  estimator=recording, progress=False, fit_features=[shifted])  # fmt: skip
+    for (v, lang, y), layer in zip(seen, [2, 0], strict=True):
+        np.testing.assert_array_equal(v, shifted.V[:, layer])
+        np.testing.assert_array_equal(lang, shifted.L[:, layer])
+        np.testing.assert_array_equal(y, shifted.Y)
+    other = make_features(
+        "toy", "QueryAttr", synthetic.V, synthetic.L, synthetic.option_logits[:, 0]
+    )
+    with pytest.raises(ValueError, match="fit_features lack"):
+        layerwise_pid(synthetic, pid_spec=GAUSS, parallel=SERIAL, cache=False,
+                      estimator=recording, progress=False, fit_features=[other])  # fmt: skip
+
+
+def test_fit_features_enter_the_cache_key(synthetic, tmp_path):
+    store = ArrayCache(tmp_path)
+    kw = dict(pid_spec=GAUSS, layers=[1], parallel=SERIAL, cache=store, progress=False)
+    shifted = make_features(
+        "toy", "ChooseAttr", synthetic.V * 2.0, synthetic.L, synthetic.option_logits[:, 0]
+    )
+    layerwise_pid(synthetic, **kw)
+    layerwise_pid(synthetic, fit_features=[shifted], **kw)
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+
+
 @pytest.mark.slow
 def test_parallel_and_serial_runs_are_identical():
     """PID Flow (flows trained) on a random embedded-size model's Mini-GQA features, two layers:

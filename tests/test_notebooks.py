@@ -70,3 +70,21 @@ def test_build_script_rejects_an_unknown_profile():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--profile",
                         "nope", "--no-html"], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert r.returncode != 0 and "unknown profile 'nope'" in r.stderr
+
+
+def test_book_assets_are_local(tmp_path):
+    """The book loads MathJax and Vega from its own _static folder, never from a CDN."""
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    build_book = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_book)
+    js = build_book.write_mathjax(tmp_path)
+    assert js.stat().st_size > 100_000 and "MathJax" in js.read_text()
+    assert any((tmp_path / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert (tmp_path / config["mathjax_path"]) == js
+    assert "://" not in config["mathjax_path"]
+    assert all("://" not in f for f in config["html_js_files"])
