@@ -26,7 +26,7 @@ from pidlib import canonical
 from pidlib.flow import FlowConfig, pid_flow
 
 ATOMS = ("redundancy", "unique_1", "unique_2", "synergy")
-ACCURACY_SYSTEMS = ("nl_mixed", "nl_unique")
+ACCURACY_SYSTEMS = tuple(n for n in canonical.names() if n.startswith("nl_"))
 TARGET_SECONDS = 10.0  # pid_flow at n = 1000, d = 32, 2 threads
 
 

@@ -47,9 +47,13 @@
 #
 # ## PID Flow
 #
-# 1. **Standardise** each variable, then **PCA** per variable. PCA keeps the leading components
+# 1. Map every raw coordinate to a **normal marginal** (its empirical quantiles to normal
+#    quantiles, a monotone map), which tames heavy tails and multimodality where they arise.
+#    Doing this after PCA instead, whose rotation mixes the coordinates, left up to 0.23 bits of
+#    error on the canonical systems below; before PCA the largest error is below 0.05 bits.
+# 2. **Standardise** each variable, then **PCA** per variable. PCA keeps the leading components
 #    that explain 95% of the variance, up to 32 of them, and the scores are standardised again.
-# 2. Map each component to a normal marginal, which tames heavy tails. Then fit a **product
+#    Then fit a **product
 #    normalizing flow** $f_1 \times f_2 \times f_Y$: one invertible map per variable, built from
 #    LU-linear, spline and MAF blocks. It is trained by maximum Gaussian likelihood of the joint
 #    latents $(f_1(X_1), f_2(X_2), f_Y(Y))$, with a held-out split and early stopping. The
@@ -77,7 +81,13 @@ from pidlib.profiles import load_profile
 
 cfg = load_profile(profile)
 seeds = list(range(cfg.pid.n_seeds))
-CODE = ("pidlib.gaussian", "pidlib.flow", "pidlib.canonical", "pidlib.validation")
+CODE = (
+    "pidlib.gaussian",
+    "pidlib.flow",
+    "pidlib.flow_nets",
+    "pidlib.canonical",
+    "pidlib.validation",
+)
 Markdown(f"Profile **{cfg.name}**: {len(seeds)} seed(s) per setting.")
 
 # %% [markdown]

@@ -50,7 +50,7 @@ COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 _FOUR = ATOMS[:4]
-_CODE = ("pidlib.layerwise", "pidlib.gaussian")
+_CODE = ("pidlib.layerwise", "pidlib.gaussian", "pidlib.flow_nets")  # + the estimator's module
 _KIND = "layerwise-pid"
 
 

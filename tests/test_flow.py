@@ -12,6 +12,7 @@ from nflows.transforms import PiecewiseRationalQuadraticCDF
 from sklearn.decomposition import PCA
 
 import pidlib.flow as flow_mod
+import pidlib.flow_nets as flow_nets
 from pidlib import canonical
 from pidlib.flow import (
     TRANSFORMS,
@@ -75,7 +76,7 @@ def test_rqspline_matches_nflows_and_inverts():
 def test_variable_flow_starts_as_identity(transform, d):
     torch.manual_seed(0)
     # two blocks, so that the maf's coordinate reversals cancel
-    f = flow_mod._variable_flow(d, FlowConfig(transform=transform, n_blocks=2))
+    f = flow_nets._variable_flow(d, FlowConfig(transform=transform, n_blocks=2))
     x = 2 * torch.randn(64, d)
     with torch.no_grad():
         z, logdet = f(x)
@@ -291,11 +292,12 @@ def test_flow_config_validates(change):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["nl_mixed", "nl_synergy"])
+@pytest.mark.parametrize("name", [n for n in canonical.names() if n.startswith("nl_")])
 def test_flow_recovers_latent_gaussian_pid(name):
-    """Within 0.1 bit of the exact atoms and at most a third of the error of the plain Gaussian
-    plug-in, which is off by more than 0.2 bit here (measured: nl_mixed 0.03 / 0.05 bit vs
-    0.34 / 0.25 for MMI / BROJA; nl_synergy 0.05 vs 0.98)."""
+    """Every latent-Gaussian system (d <= 8), n = 5000: within 0.1 bit of the exact atoms and at
+    most a third of the error of the plain Gaussian plug-in (measured, largest atom error flow /
+    plain, bits: nl_redundant 0.007 / 0.14, nl_synergy 0.013 / 0.98, nl_unique 0.036 / 0.37,
+    nl_mixed 0.029 / 0.25, nl_markov 0.015 / 0.56, nl_synergy2 0.047 / 1.1)."""
     system = canonical.get(name)
     data = system.sampler(5000, 0)
     measures = tuple(system.truth)  # MMI, and BROJA where it is known exactly
@@ -305,7 +307,7 @@ def test_flow_recovers_latent_gaussian_pid(name):
         err = _max_atom_error(est[m], system.truth[m])
         err_plain = _max_atom_error(plain[m], system.truth[m])
         assert err < 0.1, (m, est[m], system.truth[m])
-        assert err_plain > 0.2 and err < err_plain / 3, (m, err, err_plain)
+        assert err < err_plain / 3, (m, err, err_plain)
 
 
 @pytest.mark.slow
