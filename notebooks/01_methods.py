@@ -49,8 +49,8 @@
 #
 # 1. Map every raw coordinate to a **normal marginal** (its empirical quantiles to normal
 #    quantiles, a monotone map), which tames heavy tails and multimodality where they arise.
-#    Doing this after PCA instead, whose rotation mixes the coordinates, left up to 0.23 bits of
-#    error on the canonical systems below; before PCA the largest error is below 0.05 bits.
+#    It comes before PCA because PCA's rotation mixes the coordinates, and a per-coordinate map
+#    applied after it no longer undoes per-coordinate distortions.
 # 2. **Standardise** each variable, then **PCA** per variable. PCA keeps the leading components
 #    that explain 95% of the variance, up to 32 of them, and the scores are standardised again.
 #    Then fit a **product
