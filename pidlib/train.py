@@ -218,21 +218,37 @@ def train_decoder(
     recipe: Recipe, *, workdir: Path | None = None, progress: bool = True, log_every: int = 0
 ) -> tuple[dict, list[StageLog]]:
     """Stage ``lm``, then each ``lm_focus`` stage: the shared decoder (state dicts of
-    ``language_model`` and ``lm_head``) and the stage logs. Cached in ``workdir`` under
-    :meth:`Recipe.lm_key` (resumes when present). Every ``log_every`` steps (0: never) the
-    symbolic accuracy on 50 val questions per task is printed."""
+    ``language_model`` and ``lm_head``) and the stage logs. After every stage the decoder is
+    saved in ``workdir`` under the key of the recipe cut after that stage
+    (:meth:`Recipe.lm_key`), and a run resumes from the longest saved prefix: adding a stage
+    trains only the new one. Every ``log_every`` steps (0: never) the symbolic accuracy on 50 val
+    questions per task is printed."""
     base = replace(recipe, family="llava", seed=recipe.lm_seed)
-    path = workdir / f"tiny-vicuna-{recipe.lm_key()}.pt" if workdir else None
-    if path is not None and path.is_file():
-        saved = torch.load(path, weights_only=False)
-        return saved["state"], [StageLog(**g) for g in saved["logs"]]
+    stages = [("lm (symbolic)", recipe.lm, recipe.lm_seed)]
+    for i, spec in enumerate(recipe.lm_focus):
+        stages.append((f"lm (symbolic, focus {i + 1})", spec, recipe.lm_seed + 1 + i))
+    paths = [
+        workdir / f"tiny-vicuna-{replace(recipe, lm_focus=recipe.lm_focus[:k]).lm_key()}.pt"
+        if workdir
+        else None
+        for k in range(len(stages))
+    ]
+    done = max((k + 1 for k, p in enumerate(paths) if p is not None and p.is_file()), default=0)
     torch.manual_seed(recipe.lm_seed)
     model, _, tok = build_untrained(base)
     tc = TokenCache(tok)
     lm, head = decoder_parts(model)
-    if recipe.lm_init_std != 0.02:
-        normal_init([lm, head], recipe.lm_init_std, recipe.lm_seed)
-    mimetic_init(lm, recipe.lm_mimetic)
+    logs: list[StageLog] = []
+    if done:
+        saved = torch.load(paths[done - 1], weights_only=False)
+        lm.load_state_dict(saved["state"]["lm"])
+        head.load_state_dict(saved["state"]["head"])
+        logs = [StageLog(**g) for g in saved["logs"]]
+        print(f"[lm] resumed after stage {done} of {len(stages)} from {paths[done - 1]}")
+    else:
+        if recipe.lm_init_std != 0.02:
+            normal_init([lm, head], recipe.lm_init_std, recipe.lm_seed)
+        mimetic_init(lm, recipe.lm_mimetic)
     params = list(lm.parameters()) + list(head.parameters())
     probe = generate(TASKS, 50, split="val", seed=recipe.lm_seed, config=recipe.data)
 
@@ -243,11 +259,8 @@ def train_decoder(
         shown = " ".join(f"{t}={a:.2f}" for t, a in acc.items())
         print(f"[lm] step {step} loss {loss:.3f} val {shown}", flush=True)
 
-    logs = []
-    stages = [("lm (symbolic)", recipe.lm, recipe.lm_seed)]
-    for i, spec in enumerate(recipe.lm_focus):
-        stages.append((f"lm (symbolic, focus {i + 1})", spec, recipe.lm_seed + 1 + i))
-    for name, spec, seed in stages:
+    for k in range(done, len(stages)):
+        name, spec, seed = stages[k]
         pool = _pool(recipe, seed, spec)
         logs.append(
             run_stage(
@@ -262,11 +275,11 @@ def train_decoder(
                 on_log=report if log_every else None,
             )
         )
-    state = {"lm": lm.state_dict(), "head": head.state_dict()}
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": state, "logs": [asdict(g) for g in logs]}, path)
-    return state, logs
+        if paths[k] is not None:
+            paths[k].parent.mkdir(parents=True, exist_ok=True)
+            state = {"lm": lm.state_dict(), "head": head.state_dict()}
+            torch.save({"state": state, "logs": [asdict(g) for g in logs]}, paths[k])
+    return {"lm": lm.state_dict(), "head": head.state_dict()}, logs
 
 
 def train_model(recipe: Recipe, decoder_state: dict, *, progress: bool = True):

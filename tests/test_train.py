@@ -163,6 +163,11 @@ def test_smoke_train_save_load(name, tmp_path):
     again, _ = train_decoder(recipe, workdir=tmp_path / "work", progress=False)  # cached
     for k, v in state["lm"].items():
         torch.testing.assert_close(again["lm"][k], v)
+    # one more decoder stage: resumes from the saved prefix and trains only the new stage
+    longer = replace(recipe, lm_focus=(*recipe.lm_focus, replace(recipe.lm_focus[0], steps=1)))
+    _, longer_logs = train_decoder(longer, workdir=tmp_path / "work", progress=False)
+    assert longer_logs[:2] == lm_logs and longer_logs[2].name == "lm (symbolic, focus 2)"
+    assert len(list((tmp_path / "work").glob("tiny-vicuna-*.pt"))) == 3
     model, proc, logs = train_model(recipe, state, progress=False)
     assert [g.name for g in logs] == ["align (vision)", "qa (images)"]
     assert all(np.isfinite(g.loss_end) for g in logs)
