@@ -13,6 +13,7 @@ import torch
 
 from pidlib.cache import ArrayCache, cache_key, provenance
 from pidlib.datasets import model_fingerprint, samples_fingerprint
+from pidlib.knockout import decoder_module
 from pidlib.prompt import Encoded, answer_token_variants, encode, normalize_answer
 from pidlib.tasks import Sample, validate_task
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TARGETS",
     "Features",
-    "decoder_of",
     "extract_features",
 ]
 
@@ -133,18 +133,6 @@ _ARRAYS = ("V", "L", "option_logits", "last_hidden", "prob", "answer", "correct"
 
 
 # --------------------------------------------------------------------------- pooling
-
-
-def decoder_of(model: torch.nn.Module) -> torch.nn.Module:
-    """The language model inside a LLaVA model (has ``layers`` and ``norm``), found live."""
-    inner = getattr(model, "model", None)
-    for cand in (getattr(inner, "language_model", None), getattr(model, "language_model", None)):
-        if isinstance(getattr(cand, "layers", None), torch.nn.ModuleList) and hasattr(cand, "norm"):
-            return cand
-    for _, mod in model.named_modules():
-        if isinstance(getattr(mod, "layers", None), torch.nn.ModuleList) and hasattr(mod, "norm"):
-            return mod
-    raise ValueError(f"{type(model).__name__}: no decoder with .layers and .norm found")
 
 
 class _Pooler(contextlib.AbstractContextManager):
@@ -278,7 +266,8 @@ def _run_batch(
 ) -> dict[str, np.ndarray]:
     """One batched prompt forward with pooling hooks, then the greedy continuation."""
     enc = encode(loaded, batch, padding_side="left") if enc is None else enc
-    pooler = _Pooler(decoder_of(loaded.model), _pool_weights(enc, enc.inputs["input_ids"].shape[1]))
+    weights = _pool_weights(enc, enc.inputs["input_ids"].shape[1])
+    pooler = _Pooler(decoder_module(loaded.model), weights)
     ctx = intervention(enc) if intervention is not None else contextlib.nullcontext()
     with ctx, pooler:
         out = loaded.model(**enc.inputs, use_cache=max_new_tokens > 1, logits_to_keep=1)
