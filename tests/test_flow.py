@@ -25,8 +25,6 @@ from pidlib.flow import (
 )
 from pidlib.gaussian import gaussian_pid
 
-torch.set_num_threads(1)
-
 KEYS = ("redundancy", "unique_1", "unique_2", "synergy", "total", "mi_1", "mi_2")
 #: a short training run for tests of plumbing (not of accuracy)
 QUICK = FlowConfig(max_epochs=3, patience=1, hidden_features=8, n_blocks=1)

@@ -41,15 +41,6 @@ def _tiny(family: str, tokenizer, dtype: torch.dtype = torch.float32) -> LoadedM
     return LoadedModel.from_parts(model, processor, name=f"ko-{family}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The machine is shared: one intra-op thread for this module, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module", params=["llava", "llava_next"])
 def deep(request, tiny_tokenizer) -> LoadedModel:
     return _tiny(request.param, tiny_tokenizer)

@@ -155,7 +155,6 @@ def test_swap_images_and_chance():
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_smoke_train_save_load(name, tmp_path):
     """A few steps of every stage, then save_pretrained / load_model reproduce the logits."""
-    torch.set_num_threads(1)
     recipe = _tiny_recipe(name)
     state, lm_logs = train_decoder(recipe, workdir=tmp_path / "work", progress=False)
     assert [g.name for g in lm_logs] == ["lm (symbolic)", "lm (symbolic, focus 1)"]
