@@ -38,6 +38,7 @@ tasks = None  # a list of task names, or None for the profile value
 samples_per_task = None  # an integer, or None for the profile value
 
 # %%
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
@@ -52,6 +53,7 @@ from pidlib.layerwise import (
     trajectory_correlation,
 )
 from pidlib.profiles import load_profile
+from pidlib.tasks import TASK_GQA_TYPES
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
 features = load_features(cfg)
@@ -147,6 +149,24 @@ if len(cfg.models) >= 2:
 else:
     corr, display_corr, overall = None, "one model only: no cross-model correlation", None
 display_corr
+
+# %% [markdown]
+# ## Why synergy can be large here: options named in question order
+#
+# For the three *choose* tasks, the target $Y$ is the log-odds of the first option named in the
+# question against the second ("Is the star red or blue?"). Which option comes first is drawn
+# at random. If the image shows a red star, $Y$ is positive when "red" is named first and
+# negative otherwise. The image alone cannot tell the sign of $Y$, and the question alone cannot
+# tell which colour the star has; only the pair can. This is synergy built into the target (an
+# XOR-like structure), whatever the model does. The table compares the last-layer shares of the
+# choose tasks with those of the tasks whose answer set does not depend on the question. A
+# target that does not flip with the option order (`target: hidden` in a profile: the last
+# position's hidden state) removes this structure.
+
+# %%
+choose = [t for t in cfg.tasks if TASK_GQA_TYPES[t][1] == "choose"]
+kind = np.where(last["task"].isin(choose), "choose: options in question order", "other tasks")
+last.assign(tasks=kind).groupby(["model", "tasks"])[["synergy", "unique_2"]].mean().round(3)
 
 # %% [markdown]
 # ## Summary
