@@ -139,8 +139,8 @@ def model_readme(card: dict) -> str:
 
 
 def pilot_log() -> str | None:
-    """The pilot log kept while the recipe was developed (``scratch/pilots.md``), if present."""
-    path = Path(__file__).resolve().parents[1] / "scratch" / "pilots.md"
+    """The pilot log kept while the recipe was developed (``data/models/PILOTS.md``), if present."""
+    path = Path(__file__).resolve().parents[1] / "data" / "models" / "PILOTS.md"
     return path.read_text() if path.is_file() else None
 
 
