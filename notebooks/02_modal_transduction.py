@@ -151,17 +151,19 @@ else:
 display_corr
 
 # %% [markdown]
-# ## Why synergy can be large here: options named in question order
+# ## Where synergy can come from: options named in question order
 #
 # For the three *choose* tasks, the target $Y$ is the log-odds of the first option named in the
 # question against the second ("Is the star red or blue?"). Which option comes first is drawn
 # at random. If the image shows a red star, $Y$ is positive when "red" is named first and
-# negative otherwise. The image alone cannot tell the sign of $Y$, and the question alone cannot
-# tell which colour the star has; only the pair can. This is synergy built into the target (an
-# XOR-like structure), whatever the model does. The table compares the last-layer shares of the
-# choose tasks with those of the tasks whose answer set does not depend on the question. A
-# target that does not flip with the option order (`target: hidden` in a profile: the last
-# position's hidden state) removes this structure.
+# negative otherwise. While $V$ holds the colour and $L$ only the option order, neither alone
+# tells $Y$ and the pair does: synergy, from the XOR-like structure of the target. Once the
+# question tokens have taken in the colour (the transfer the paper calls modal transduction),
+# $L$ alone carries $Y$ and the synergy turns into $U_L$. A large last-layer synergy share on
+# the choose tasks therefore marks an incomplete transfer into the question tokens. The table
+# compares the last-layer shares of the choose tasks with those of the tasks whose answer set
+# does not depend on the question. A target that does not flip with the option order
+# (`target: hidden` in a profile: the last position's hidden state) removes this structure.
 
 # %%
 choose = [t for t in cfg.tasks if TASK_GQA_TYPES[t][1] == "choose"]

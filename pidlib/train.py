@@ -98,6 +98,20 @@ class Recipe:
             focus_ratio=1.5,
             focus_mode="per_task",
         ),
+        # CompareAttr takes off only after ~1500 steps with two CompareAttr scenes per
+        # all-task scene (pilots C1-C3 in data/models/PILOTS.md).
+        StageSpec(
+            steps=4000,
+            batch=16,
+            turns=8,
+            lr=2e-3,
+            warmup=50,
+            aux=0.1,
+            caption=True,
+            focus=("CompareAttr",),
+            focus_ratio=2.0,
+            focus_mode="per_task",
+        ),
     )
     align: StageSpec = StageSpec(steps=400, batch=64, turns=1, lr=3e-3, warmup=50)
     qa: StageSpec = StageSpec(
