@@ -152,12 +152,14 @@ class PIDFlow:
     """PID Flow as a reusable fitted object: PCA and product flow fitted once, applied anywhere.
 
     ``PIDFlow(config, pca_variance=0.95, max_dims=32, flow=True, seed=0).fit(x1, x2, y)`` fits,
-    per variable, standardisation, PCA (``pca_variance`` of the variance, at most ``max_dims``
+    per variable: (``flow=True`` and ``config.marginal``) a :class:`MarginalGaussianizer` of the
+    raw columns, standardisation, PCA (``pca_variance`` of the variance, at most ``max_dims``
     components) and re-standardisation, then (``flow=True``) the product flow ``f1 x f2 x fY``
-    of :func:`_train`. ``transform`` maps any rows with the same columns to latents, so the
-    fitted maps of a clean run can be applied to knocked-out activations; ``pid`` is the Gaussian
-    PID of the latents' covariance. After ``fit``: ``pcas`` (three :class:`PCAFit`), ``dims`` (kept
-    dimensions ``(d1, d2, dy)``) and ``log`` (training epochs, validation loss in nats, history).
+    of :func:`~pidlib.flow_nets._train`. ``transform`` maps any rows with the same columns to
+    latents, so the fitted maps of a clean run can be applied to knocked-out activations; ``pid``
+    is the Gaussian PID of the latents' covariance. After ``fit``: ``marginals``, ``pcas`` (three
+    :class:`PCAFit`), ``dims`` (kept dimensions ``(d1, d2, dy)``) and ``log`` (training epochs,
+    validation loss in nats, history).
     """
 
     def __init__(
