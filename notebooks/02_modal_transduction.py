@@ -160,7 +160,11 @@ display_corr
 # tells $Y$ and the pair does: synergy, from the XOR-like structure of the target. Once the
 # question tokens have taken in the colour (the transfer the paper calls modal transduction),
 # $L$ alone carries $Y$ and the synergy turns into $U_L$. A large last-layer synergy share on
-# the choose tasks therefore marks an incomplete transfer into the question tokens. The table
+# the choose tasks therefore marks an incomplete transfer into the question tokens. A caveat on
+# the estimator: a Gaussian PID sees dependence only through covariances of the per-variable
+# Gaussianized latents, and a pure XOR has none. Where $Y$'s sign is an exact XOR of a colour
+# bit in $V$ and an order bit in $L$, PID Flow can report little synergy and even little
+# $I(V,L;Y)$; it sees the synergy only when the dependence is partly linear. The table
 # compares the last-layer shares of the choose tasks with those of the tasks whose answer set
 # does not depend on the question. A target that does not flip with the option order
 # (`target: hidden` in a profile: the last position's hidden state) removes this structure.
