@@ -45,6 +45,11 @@ __all__ = ["Recipe", "RECIPES", "build_untrained", "train_decoder", "train_model
 _FAMILY = {"tiny-llava-1.5": "llava", "tiny-llava-1.6": "llava_next"}
 
 
+#: What the decoder's focus phases share (each replaces steps, focus and mixing).
+_FOCUS = StageSpec(steps=1, batch=16, turns=8, lr=2e-3, warmup=50, aux=0.1, caption=True,
+                   focus_ratio=1.0)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that determines one embedded model (sizes, data, seeds, stages).
@@ -75,43 +80,18 @@ class Recipe:
     lm_mimetic: float = 1.0
     lm: StageSpec = StageSpec(steps=2400, batch=16, turns=8, lr=3e-3, aux=0.3, caption=True)
     lm_focus: tuple[StageSpec, ...] = (
-        StageSpec(
-            steps=3000,
-            batch=16,
-            turns=8,
-            lr=2e-3,
-            warmup=50,
-            aux=0.1,
-            caption=True,
-            focus=("ChooseRel", "CompareAttr", "LogicalObj"),
-            focus_ratio=1.0,
-        ),
-        StageSpec(
+        replace(_FOCUS, steps=3000, focus=("ChooseRel", "CompareAttr", "LogicalObj")),
+        replace(
+            _FOCUS,
             steps=1000,
-            batch=16,
-            turns=8,
             lr=1.5e-3,
-            warmup=50,
-            aux=0.1,
-            caption=True,
             focus=("CompareAttr", "ChooseRel"),
             focus_ratio=1.5,
             focus_mode="per_task",
         ),
         # CompareAttr takes off only after ~1500 steps with two CompareAttr scenes per
         # all-task scene (pilots C1-C3 in data/models/PILOTS.md).
-        StageSpec(
-            steps=4000,
-            batch=16,
-            turns=8,
-            lr=2e-3,
-            warmup=50,
-            aux=0.1,
-            caption=True,
-            focus=("CompareAttr",),
-            focus_ratio=2.0,
-            focus_mode="per_task",
-        ),
+        replace(_FOCUS, steps=4000, focus=("CompareAttr",), focus_ratio=2.0, focus_mode="per_task"),
     )
     align: StageSpec = StageSpec(steps=400, batch=64, turns=1, lr=3e-3, warmup=50)
     qa: StageSpec = StageSpec(
