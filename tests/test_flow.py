@@ -292,10 +292,11 @@ def test_flow_config_validates(change):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in canonical.names() if n.startswith("nl_")])
 def test_flow_recovers_latent_gaussian_pid(name):
-    """Every latent-Gaussian system (d <= 8), n = 5000: within 0.1 bit of the exact atoms and at
-    most a third of the error of the plain Gaussian plug-in (measured, largest atom error flow /
-    plain, bits: nl_redundant 0.007 / 0.14, nl_synergy 0.013 / 0.98, nl_unique 0.036 / 0.37,
-    nl_mixed 0.029 / 0.25, nl_markov 0.015 / 0.56, nl_synergy2 0.047 / 1.1)."""
+    """Every latent-Gaussian system (d <= 8), n = 5000: within 0.1 bit of the exact atoms, where
+    the plain Gaussian plug-in misses that bar, and at most a third of its error (measured,
+    largest atom error flow / plain, bits: nl_redundant 0.007 / 0.14, nl_synergy 0.013 / 0.98,
+    nl_unique 0.036 / 0.37, nl_mixed 0.029 / 0.25, nl_markov 0.015 / 0.56, nl_synergy2 0.047 /
+    1.1)."""
     system = canonical.get(name)
     data = system.sampler(5000, 0)
     measures = tuple(system.truth)  # MMI, and BROJA where it is known exactly
@@ -305,7 +306,7 @@ def test_flow_recovers_latent_gaussian_pid(name):
         err = _max_atom_error(est[m], system.truth[m])
         err_plain = _max_atom_error(plain[m], system.truth[m])
         assert err < 0.1, (m, est[m], system.truth[m])
-        assert err < err_plain / 3, (m, err, err_plain)
+        assert err_plain > 0.1 and err < err_plain / 3, (m, err, err_plain)
 
 
 @pytest.mark.slow
