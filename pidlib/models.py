@@ -1,4 +1,6 @@
-"""LLaVA-family models: registry, loading and saving; re-exports the builders and prompting."""
+"""LLaVA-family models: registry, loading and saving; re-exports the builders of pidlib.tiny.
+
+Prompting, token positions and answer reading live in :mod:`pidlib.prompt`."""
 
 from __future__ import annotations
 
@@ -12,23 +14,7 @@ from typing import Any
 
 import torch
 
-from pidlib.prompt import (
-    ANSWER_INSTRUCTION,
-    FAMILIES,
-    PROMPT_STYLES,
-    Encoded,
-    Positions,
-    answer_token_ids,
-    answer_token_variants,
-    build_prompt,
-    check_image_tokens,
-    correct_mask,
-    encode,
-    first_token_logits,
-    greedy_answers,
-    image_feature_counts,
-    normalize_answer,
-)
+from pidlib.prompt import FAMILIES, PROMPT_STYLES, check_image_tokens
 from pidlib.tiny import (
     PROMPT_WORDS,
     SPECIAL_TOKENS,
@@ -55,21 +41,6 @@ __all__ = [
     "save_embedded",
     "SPECIAL_TOKENS",
     "PROMPT_WORDS",
-    # re-exported from pidlib.prompt
-    "ANSWER_INSTRUCTION",
-    "PROMPT_STYLES",
-    "Positions",
-    "Encoded",
-    "build_prompt",
-    "encode",
-    "answer_token_ids",
-    "answer_token_variants",
-    "first_token_logits",
-    "greedy_answers",
-    "normalize_answer",
-    "correct_mask",
-    "image_feature_counts",
-    "check_image_tokens",
 ]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -25,8 +25,8 @@ from pidlib.knockout import (
     window,
 )
 from pidlib.knockout_sweep import capture_clean, knockout_features, replay, summarize, sweep
-from pidlib.models import LoadedModel, build_model, build_processor, encode, tiny_config
-from pidlib.prompt import Positions, answer_token_variants, first_token_logits
+from pidlib.models import LoadedModel, build_model, build_processor, tiny_config
+from pidlib.prompt import Positions, answer_token_variants, encode, first_token_logits
 
 N_LAYERS = 8
 

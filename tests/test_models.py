@@ -10,28 +10,31 @@ import pytest
 import torch
 
 from pidlib.models import (
-    ANSWER_INSTRUCTION,
     KNOWN_MODELS,
     SPECIAL_TOKENS,
     LoadedModel,
-    Positions,
-    answer_token_ids,
     build_model,
     build_processor,
-    build_prompt,
     build_tokenizer,
+    load_model,
+    save_embedded,
+    tiny_config,
+)
+from pidlib.prompt import (
+    ANSWER_INSTRUCTION,
+    VICUNA_SYSTEM,
+    Positions,
+    answer_token_ids,
+    answer_token_variants,
+    build_prompt,
     check_image_tokens,
     correct_mask,
     encode,
     first_token_logits,
     greedy_answers,
     image_feature_counts,
-    load_model,
     normalize_answer,
-    save_embedded,
-    tiny_config,
 )
-from pidlib.prompt import VICUNA_SYSTEM, answer_token_variants
 from pidlib.tasks import Sample
 
 # --------------------------------------------------------------------------- prompt and tokenizer

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pidlib.minigqa import MiniGQAConfig, generate, make_scene
-from pidlib.models import LoadedModel, build_prompt, greedy_answers, load_model, save_embedded
+from pidlib.models import LoadedModel, load_model, save_embedded
+from pidlib.prompt import build_prompt, greedy_answers
 from pidlib.train import RECIPES, Recipe, build_untrained, train_decoder, train_model
 from pidlib.train_data import (
     EXTRA_WORDS,
