@@ -48,6 +48,8 @@ _FAMILY = {"tiny-llava-1.5": "llava", "tiny-llava-1.6": "llava_next"}
 #: What the decoder's focus phases share (each replaces steps, focus and mixing).
 _FOCUS = StageSpec(steps=1, batch=16, turns=8, lr=2e-3, warmup=50, aux=0.1, caption=True,
                    focus_ratio=1.0)  # fmt: skip
+#: The tasks of the binding phases (CompareAttr stays in so that it is not forgotten: pilot S1).
+_SPATIAL = ("ChooseRel", "QueryAttr", "CompareAttr")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,27 @@ class Recipe:
         # CompareAttr takes off only after ~1500 steps with two CompareAttr scenes per
         # all-task scene (pilots C1-C3 in data/models/PILOTS.md).
         replace(_FOCUS, steps=4000, focus=("CompareAttr",), focus_ratio=2.0, focus_mode="per_task"),
+        # The decoder read an object's side partly from where its token sits (mirroring the
+        # token order cost QueryAttr .91 -> .68): shuffle the order so that only the cell's own
+        # row and column words tell (B1), then denser scenes, where answering from the whole
+        # scene instead of the named object fails more often (B3).
+        replace(
+            _FOCUS,
+            steps=3000,
+            focus=_SPATIAL,
+            focus_ratio=2.0,
+            focus_mode="per_task",
+            shuffle_cells=True,
+        ),
+        replace(
+            _FOCUS,
+            steps=3000,
+            focus=(*_SPATIAL, "LogicalObj"),
+            focus_ratio=2.0,
+            focus_mode="per_task",
+            shuffle_cells=True,
+            objects=(3, 6),
+        ),
     )
     align: StageSpec = StageSpec(steps=400, batch=64, turns=1, lr=3e-3, warmup=50)
     qa: StageSpec = StageSpec(
@@ -194,8 +217,11 @@ def _n_image_tokens(model, processor, recipe: Recipe) -> int:
 
 
 def _pool(recipe: Recipe, seed: int, spec: StageSpec, image_processor=None, chunk: int = 1024):
+    data = recipe.data
+    if spec.objects is not None:
+        data = replace(data, min_objects=spec.objects[0], max_objects=spec.objects[1])
     return ScenePool(
-        recipe.data,
+        data,
         seed,
         spec.turns,
         image_processor,

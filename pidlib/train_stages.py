@@ -39,7 +39,10 @@ class StageSpec:
     for every scene over all tasks the pool adds ``focus_ratio`` scenes asking only ``focus``
     tasks (the rarer structural questions by default): drawn as one mix (``focus_mode="mixed"``,
     where tasks a scene supports often crowd out the rest) or split evenly with one task per
-    scene (``"per_task"``)."""
+    scene (``"per_task"``). ``shuffle_cells`` shuffles the order of the symbolic image tokens
+    per scene (each keeps its row and column words), so that the decoder must read an object's
+    position from its token rather than from where the token sits; ``objects`` = (min, max)
+    objects per training scene, replacing the data config's range."""
 
     steps: int
     batch: int = 32
@@ -54,6 +57,8 @@ class StageSpec:
     focus: tuple[str, ...] = ("ChooseRel", "CompareAttr", "QueryAttr")
     focus_ratio: float = 1 / 3
     focus_mode: str = "mixed"
+    shuffle_cells: bool = False
+    objects: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "turns"):
@@ -66,6 +71,10 @@ class StageSpec:
         if not 0 <= self.focus_ratio <= 10:
             raise ValueError(f"StageSpec.focus_ratio: expected 0..10, got {self.focus_ratio}")
         object.__setattr__(self, "focus", validate_tasks(list(self.focus)))
+        if self.objects is not None and not 1 <= self.objects[0] <= self.objects[1]:
+            raise ValueError(
+                f"StageSpec.objects: expected (min, max), 1 <= min <= max, got {self.objects}"
+            )
         if self.focus_mode not in ("mixed", "per_task"):
             raise ValueError(
                 f"StageSpec.focus_mode: 'mixed' or 'per_task', not {self.focus_mode!r}"
@@ -160,6 +169,10 @@ def _text_batch(pool: ScenePool, tc: TokenCache, spec: StageSpec, n_img: int, pi
     items = pool.take(spec.batch)
     seqs = [build_sequence(tc, qas, n_img) for _, qas, _, _ in items]
     cells = [tc.cells(scene) for scene, _, _, _ in items]
+    if spec.shuffle_cells:
+        if pixels:
+            raise ValueError("StageSpec.shuffle_cells: only for symbolic stages (no pixels)")
+        cells = [[c[i] for i in pool.rng.permutation(len(c))] for c in cells]
     pix = sizes = None
     if pixels:
         pix = torch.stack([p for _, _, p, _ in items])

@@ -38,7 +38,16 @@ def _tiny_recipe(name: str) -> Recipe:
         vision_heads=2,
         vision_layers=2,
         lm=replace(TINY, aux=0.5),
-        lm_focus=(replace(TINY, caption=True, focus=("ChooseRel",), focus_mode="per_task"),),
+        lm_focus=(
+            replace(
+                TINY,
+                caption=True,
+                focus=("ChooseRel",),
+                focus_mode="per_task",
+                shuffle_cells=True,
+                objects=(3, 5),
+            ),
+        ),
         align=TINY,
         qa=TINY,
     )
@@ -179,6 +188,30 @@ def test_smoke_train_save_load(name, tmp_path):
     assert greedy_answers(loaded, samples) == greedy_answers(mine, samples)
 
 
+def test_shuffled_cells_keep_their_words_and_dense_scenes_follow_the_stage(recipe15):
+    """``shuffle_cells`` permutes each scene's cell tokens (row and column words travel with
+    them); ``objects`` sets the scene size of the stage's pool; pixels refuse the shuffle."""
+    from pidlib.train import _pool
+    from pidlib.train_stages import _text_batch
+
+    _, _, tok = build_untrained(recipe15)
+    tc = TokenCache(tok)
+    plain = replace(recipe15.lm_focus[0], shuffle_cells=False)
+    spec = recipe15.lm_focus[0]
+    a = _text_batch(_pool(recipe15, 5, plain, chunk=8), tc, plain, 9, False)
+    b = _text_batch(_pool(recipe15, 5, spec, chunk=8), tc, spec, 9, False)
+    assert torch.equal(a.input_ids, b.input_ids)  # the same scenes and turns
+    for x, y in zip(a.cells.tolist(), b.cells.tolist(), strict=True):
+        assert sorted(x) == sorted(y)
+    assert any(not torch.equal(x, y) for x, y in zip(a.cells, b.cells, strict=True))
+    n_objects = (a.cells[:, :, 0] != tc("empty")[0]).sum(1)
+    assert 3 <= int(n_objects.min()) and int(n_objects.max()) <= 5
+    with pytest.raises(ValueError, match="shuffle_cells"):
+        _text_batch(_pool(recipe15, 5, spec, chunk=8), tc, spec, 9, True)
+    with pytest.raises(ValueError, match="objects"):
+        StageSpec(steps=1, objects=(4, 2))
+
+
 def test_lm_key_tracks_every_decoder_stage_setting():
     r = RECIPES["tiny-llava-1.5"]
     assert r.lm_key() == RECIPES["tiny-llava-1.6"].lm_key()  # the two models share the decoder
@@ -189,6 +222,7 @@ def test_lm_key_tracks_every_decoder_stage_setting():
         replace(r, lm_init_std=0.05),
         replace(r, hidden=96),
         replace(r, data=replace(r.data, max_objects=3)),
+        replace(r, lm_focus=(*r.lm_focus[:-1], replace(r.lm_focus[-1], shuffle_cells=False))),
     ]
     assert len({c.lm_key() for c in changed} | {r.lm_key()}) == len(changed) + 1
 
