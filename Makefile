@@ -17,6 +17,7 @@ help:
 	@echo "make test                                 run the test suite (unit + slow tier)"
 	@echo "make bench                                estimator, flow, extraction and knockout benchmarks"
 	@echo "make models                               retrain the embedded tiny LLaVA models (~1 h)"
+	@echo "make lint                                 ruff and the architecture contracts (import-linter)"
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,10 +42,11 @@ bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --gpu
 
 models: $(STAMP)
-	$(BIN)/python -m pidlib.train --model all
+	$(BIN)/python -m pidlib.training --model all
 
 lint: $(STAMP)
 	$(BIN)/ruff check pidlib tests benchmarks scripts notebooks
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check pidlib tests benchmarks scripts notebooks
 
 clean-book:

@@ -14,7 +14,7 @@ recorded too, but on a shared machine it measures the neighbours). Rows:
   with random weights the number of decoding steps is arbitrary, so ``extract_1step`` relabels
   the questions so that every first-token answer is correct: one decoding step per batch, what
   a trained model that answers correctly costs;
-- ``e2e``: :func:`pidlib.features.extract_features` end to end (encoding included) against
+- ``e2e``: :func:`pidlib.extract.features.extract_features` end to end (encoding included) against
   encoding + the bare forward.
 
 Target: extraction throughput >= 0.9 x the bare forward of the same model and batch.
@@ -33,10 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pidlib import features as F
-from pidlib.minigqa import generate
-from pidlib.models import LoadedModel, load_model
-from pidlib.prompt import encode
+from pidlib.data.minigqa.questions import generate
+from pidlib.extract import features as F
+from pidlib.extract.pooling import pool_weights
+from pidlib.models.load import load_model
+from pidlib.models.loaded import LoadedModel
+from pidlib.models.prompt import encode
 
 MODELS = ("tiny-llava-1.5", "tiny-llava-1.6")
 
@@ -45,10 +47,10 @@ def _model(name: str) -> tuple[LoadedModel, str]:
     try:
         return load_model(name), "trained"
     except (OSError, ValueError):
-        from pidlib.train import RECIPES, build_untrained
+        from pidlib.models.tiny import build_untrained
 
-        model, proc, _ = build_untrained(RECIPES[name])
-        return LoadedModel.from_parts(model.eval().requires_grad_(False), proc, name=name), "random"
+        untrained = build_untrained(name)
+        return LoadedModel.from_parts(untrained.model, untrained.processor, name=name), "random"
 
 
 def _as_if_correct(loaded: LoadedModel, batches: list, encs: list) -> list:
@@ -92,7 +94,7 @@ def bench_model(name: str, n: int, batch: int, repeats: int) -> dict:
     def hidden_states() -> None:
         for enc in encs:
             hs = m(**enc.inputs, output_hidden_states=True, use_cache=False).hidden_states
-            w = F._pool_weights(enc, enc.inputs["input_ids"].shape[1])
+            w = pool_weights(enc, enc.inputs["input_ids"].shape[1])
             torch.stack([torch.bmm(w, h.float()) for h in hs], 1)
 
     def run(fn):
@@ -150,8 +152,8 @@ def bench_model(name: str, n: int, batch: int, repeats: int) -> dict:
 
 
 def bench_pid(feats, layers: list[int], profile: str) -> dict:
-    from pidlib.layerwise import layerwise_pid
-    from pidlib.profiles import ParallelSpec, load_profile
+    from pidlib.analysis.layerwise import layerwise_pid
+    from pidlib.config.profiles import ParallelSpec, load_profile
 
     spec = load_profile(profile).pid
     wall, cpu = _time(

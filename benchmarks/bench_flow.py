@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pidlib import canonical
-from pidlib.flow import FlowConfig, pid_flow
+from pidlib.pid import canonical
+from pidlib.pid.flow import pid_flow
+from pidlib.pid.flow_nets import FlowConfig
 
 ATOMS = ("redundancy", "unique_1", "unique_2", "synergy")
 ACCURACY_SYSTEMS = tuple(n for n in canonical.names() if n.startswith("nl_"))

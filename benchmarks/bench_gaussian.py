@@ -1,9 +1,9 @@
 """Time and accuracy of the Gaussian MMI and BROJA PIDs against independent references.
 
 Run ``python benchmarks/bench_gaussian.py [--threads 2 1] [--json out.json]``. For each size
-d1 = d2 = dy = d it times :func:`pidlib.gaussian.gaussian_pid` (median wall and CPU time per
+d1 = d2 = dy = d it times :func:`pidlib.pid.gaussian.gaussian_pid` (median wall and CPU time per
 call over repeats, BLAS limited to each requested thread count by threadpoolctl) on
-:func:`pidlib.canonical.random_system` and compares it with independent references:
+:func:`pidlib.pid.canonical.random_system` and compares it with independent references:
 MMI with LU log-determinants (``numpy.linalg.slogdet``); BROJA with a generic quasi-Newton
 solver of the Thin-PID problem written here (L-BFGS over the noise cross-covariance, with its
 Frank-Wolfe duality gap as certificate).
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from pidlib.canonical import random_system
-    from pidlib.gaussian import gaussian_pid
+    from pidlib.pid.canonical import random_system
+    from pidlib.pid.gaussian import gaussian_pid
 
     rows = []
     for d in args.sizes:

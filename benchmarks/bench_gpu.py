@@ -21,12 +21,14 @@ from pathlib import Path
 
 import torch
 
-from pidlib.cache import provenance
-from pidlib.features import extract_features
-from pidlib.knockout_sweep import sweep
-from pidlib.minigqa import generate, vocabulary
-from pidlib.models import LoadedModel, build_processor, build_tokenizer
-from pidlib.prompt import encode
+from pidlib.core.provenance import provenance
+from pidlib.data.minigqa.program import vocabulary
+from pidlib.data.minigqa.questions import generate
+from pidlib.extract.features import extract_features
+from pidlib.interventions.sweep import sweep
+from pidlib.models.loaded import LoadedModel
+from pidlib.models.prompt import encode
+from pidlib.models.tiny import build_processor, build_tokenizer
 
 
 def llava_15_7b_config(vocab_size: int, image_token_id: int, tiny: bool):

@@ -16,10 +16,12 @@ import time
 import numpy as np
 import torch
 
-from pidlib.knockout import FLOWS
-from pidlib.knockout_sweep import sweep
-from pidlib.minigqa import generate, vocabulary
-from pidlib.models import LoadedModel, build_model, build_processor, build_tokenizer, tiny_config
+from pidlib.data.minigqa.program import vocabulary
+from pidlib.data.minigqa.questions import generate
+from pidlib.interventions.spec import FLOWS
+from pidlib.interventions.sweep import sweep
+from pidlib.models.loaded import LoadedModel
+from pidlib.models.tiny import build_model, build_processor, build_tokenizer, tiny_config
 
 TARGET = 1.5
 TASKS = ("ChooseAttr", "ChooseRel", "LogicalObj", "QueryAttr")
@@ -78,7 +80,7 @@ def run(name: str, device: str, batch_size: int, repeats: int) -> dict:
 
 
 def _prompt_len(loaded: LoadedModel, samples: list) -> int:
-    from pidlib.prompt import encode
+    from pidlib.models.prompt import encode
 
     return int(encode(loaded, samples[:1]).inputs["input_ids"].shape[1])
 

@@ -28,7 +28,7 @@
 # - **tiny-llava-1.5** and **tiny-llava-1.6** are `LlavaForConditionalGeneration` and
 #   `LlavaNextForConditionalGeneration` models with a CLIP vision tower, an MLP projector and an
 #   8-layer Llama decoder. They were trained from scratch on Mini-GQA's training split, and
-#   [the training page](../../book/training.md) gives the recipe. They are asked through the
+#   [the training page](98_training.ipynb) gives the recipe. They are asked through the
 #   paper's prompt: image, question, then "Answer the question using a single word or phrase."
 
 # %% tags=["parameters"]
@@ -36,34 +36,28 @@ profile = "cpu"
 models = None  # a list of model names, or None for the profile value
 
 # %%
-import json
-
-import pandas as pd
 from IPython.display import Markdown, display
 
-from pidlib import minigqa
-from pidlib.models import KNOWN_MODELS, models_dir
-from pidlib.profiles import load_profile
+from pidlib.config.profiles import load_profile
+from pidlib.data.minigqa.gallery import contact_sheet, gallery, gallery_table
+from pidlib.models.cards import (
+    accuracy_table,
+    card_summary,
+    embedded_cards,
+    pilot_markdown,
+    stages_table,
+)
 
 cfg = load_profile(profile, models=models)
+cards = embedded_cards(cfg.models)
 
 # %% [markdown]
 # ## Example questions, one row per task
 
 # %%
-examples = minigqa.gallery(n_per_task=3, seed=cfg.seed)
-display(minigqa.contact_sheet(examples, scale=4, columns=6))
-pd.DataFrame(
-    [
-        {
-            "task": s.task,
-            "question": s.question,
-            "options": " / ".join(s.options),
-            "answer": s.answer,
-        }
-        for s in examples
-    ]  # fmt: skip
-)
+examples = gallery(n_per_task=3, seed=cfg.seed)
+display(contact_sheet(examples, scale=4, columns=6))
+gallery_table(examples)
 
 # %% [markdown]
 # ## The embedded models
@@ -76,68 +70,19 @@ pd.DataFrame(
 # there.
 
 # %%
-cards = {}
-for name in [m for m in cfg.models if m in KNOWN_MODELS and KNOWN_MODELS[m].local]:
-    path = models_dir() / name / "model_card.json"
-    cards[name] = json.loads(path.read_text())
-if not cards:
-    print(f"profile {cfg.name} uses no embedded model")
+Markdown(accuracy_table(cards) if cards else f"Profile {cfg.name} uses no embedded model.")
 
 # %%
-acc = pd.concat(
-    {
-        (name, cond): pd.Series(card["evaluation"]["accuracy"][cond])
-        for name, card in cards.items()
-        for cond in ("image", "blank", "mismatched")
-    },
-    axis=1,
-)
-acc[("chance", "")] = pd.Series(next(iter(cards.values()))["evaluation"]["chance"])
-acc.style.format("{:.0%}")
-
-# %%
-target = 0.9
-lines = []
-for name, card in cards.items():
-    image = pd.Series(card["evaluation"]["accuracy"]["image"])
-    blank = pd.Series(card["evaluation"]["accuracy"]["blank"])
-    below = image[image < target]
-    lines.append(
-        f"- **{name}** ({card['decoder_layers']} decoder layers, {card['n_parameters']:,} "
-        f"parameters, {card['image_tokens']} image tokens, trained in "
-        f"{card['train_minutes']:.0f} min): accuracy {image.min():.0%}–{image.max():.0%} "
-        f"over tasks, and {blank.mean():.0%} on average with a blank image. "
-        + (
-            f"Below the {target:.0%} target: "
-            + ", ".join(f"{t} ({a:.0%})" for t, a in below.items())
-            + "."
-            if len(below)
-            else f"Every task reaches the {target:.0%} target."
-        )
-    )
-Markdown("\n".join(lines)) if lines else None
+Markdown(card_summary(cards, target=0.9)) if cards else None
 
 # %% [markdown]
 # ### Training stages
 #
 # The table gives each stage's steps, wall time and loss for each model. The recipe is on
-# [the training page](../../book/training.md).
+# [the training page](98_training.ipynb).
 
 # %%
-pd.DataFrame(
-    [
-        {
-            "model": name,
-            "stage": s["name"],
-            "steps": s["steps"],
-            "minutes": s["seconds"] / 60,
-            "loss start": s["loss_start"],
-            "loss end": s["loss_end"],
-        }
-        for name, card in cards.items()
-        for s in card["stages"]
-    ]  # fmt: skip
-).round(3)
+Markdown(stages_table(cards)) if cards else None
 
 # %% [markdown]
 # ### Pilots
@@ -145,4 +90,4 @@ pd.DataFrame(
 # Every pilot run on the way to the recipe is recorded in the model card, copied here.
 
 # %%
-Markdown(next(iter(cards.values()))["pilots_markdown"]) if cards else None
+Markdown(pilot_markdown(cards) or "") if cards else None

@@ -75,19 +75,13 @@ profile = "cpu"
 # %%
 from IPython.display import Markdown
 
-from pidlib import canonical, charts, validation
-from pidlib.cache import cached_table
-from pidlib.profiles import load_profile
+from pidlib.book import charts
+from pidlib.config.profiles import load_profile
+from pidlib.core.cache import cached_table
+from pidlib.pid import canonical, validation
 
 cfg = load_profile(profile)
 seeds = list(range(cfg.pid.n_seeds))
-CODE = (
-    "pidlib.gaussian",
-    "pidlib.flow",
-    "pidlib.flow_nets",
-    "pidlib.canonical",
-    "pidlib.validation",
-)
 Markdown(f"Profile **{cfg.name}**: {len(seeds)} seed(s) per setting.")
 
 # %% [markdown]
@@ -99,7 +93,7 @@ Markdown(f"Profile **{cfg.name}**: {len(seeds)} seed(s) per setting.")
 # independent sources; and independent components.
 
 # %%
-exact = cached_table("methods-exact", {"v": 1}, validation.exact_check, CODE)
+exact = cached_table("methods-exact", {"v": 1}, validation.exact_check, validation.CODE)
 summary_exact = (
     exact.assign(abs_error=exact["error"].abs())
     .groupby(["system", "measure"], as_index=False)["abs_error"]
@@ -118,7 +112,9 @@ summary_exact.style.format("{:.1e}", na_rep="(no closed form)")
 # %%
 mmi_broja = exact[exact["measure"].isin(["mmi", "broja"])]
 both = mmi_broja.groupby("system").filter(lambda g: g["measure"].nunique() == 2)
-charts.figure(charts.atom_bars(both, x="measure", column="system"), "fig-methods-mmi-vs-broja")
+charts.figure(
+    charts.atom_bars(both, x="measure", y="estimate", column="system"), "fig-methods-mmi-vs-broja"
+)
 
 # %% [markdown]
 # ```{glue:figure} fig-methods-mmi-vs-broja
@@ -142,7 +138,7 @@ bias = cached_table(
     "methods-bias-dim",
     {"dims": dims, "n": 2000, "seeds": seeds},
     lambda: validation.bias_vs_dim(dims, 2000, seeds),
-    CODE,
+    validation.CODE,
 )
 bias_total = (
     bias[bias["atom"] == "total"]
@@ -185,7 +181,7 @@ err_n = cached_table(
     "methods-error-vs-n",
     {"systems": nl_systems, "ns": ns, "seeds": seeds},
     lambda: validation.error_vs_n(nl_systems, ns, seeds),
-    CODE,
+    validation.CODE,
 )
 err_n["abs_error"] = err_n["error"].abs()
 err_n["estimator"] = err_n["flow"].map({True: "PID Flow", False: "Gaussian plug-in"})
@@ -229,15 +225,16 @@ pca = cached_table(
     "methods-pca",
     {"variances": variances, "n": 5000, "seeds": seeds},
     lambda: validation.pca_sweep("highdim", variances, 5000, seeds),
-    CODE,
+    validation.CODE,
 )
 charts.figure(
     charts.atom_trajectories(
-        pca.groupby(["variance", "atom"], as_index=False)["error"]
-        .mean()
-        .rename(columns={"variance": "layer", "error": "bits"}),
+        pca.groupby(["variance", "atom"], as_index=False)["error"].mean(),
+        x="variance",
+        y="error",
+        x_title="fraction of variance kept",
         y_title="mean error (bits)",
-    ).properties(title="error vs PCA variance kept (x axis)"),
+    ),
     "fig-methods-pca",
 )
 

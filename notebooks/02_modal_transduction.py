@@ -42,18 +42,18 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from pidlib import charts
-from pidlib.claims import record, transduction_claims
-from pidlib.datasets import load_features
-from pidlib.layerwise import (
+from pidlib.analysis.claims import record, transduction_claims
+from pidlib.analysis.layerwise import layerwise_pid
+from pidlib.analysis.summaries import (
     last_layer_shares,
-    layerwise_pid,
     peak_layers,
     shares,
     trajectory_correlation,
 )
-from pidlib.profiles import load_profile
-from pidlib.tasks import TASK_GQA_TYPES
+from pidlib.book import charts
+from pidlib.book.inputs import load_features
+from pidlib.config.profiles import load_profile
+from pidlib.data.tasks import TASK_GQA_TYPES
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
 features = load_features(cfg)
@@ -90,7 +90,7 @@ mmi = pid[pid["measure"] == "mmi"]
 avg = mmi.groupby(["model", "layer", "atom"], as_index=False)[["value", "lo", "hi"]].mean()
 avg = avg[avg["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy"])]
 charts.figure(
-    charts.atom_trajectories(avg.rename(columns={"value": "bits"}), column="model", columns=2),
+    charts.atom_trajectories(avg, column="model", columns=2),
     "fig-transduction-atoms",
 )
 
@@ -107,7 +107,8 @@ sh = shares(pid)
 sh_avg = sh.groupby(["model", "measure", "layer", "atom"], as_index=False)["share"].mean()
 charts.figure(
     charts.atom_trajectories(
-        sh_avg.rename(columns={"share": "bits"}),
+        sh_avg,
+        y="share",
         column="model",
         row="measure",
         y_title="share of I(V,L;Y)",

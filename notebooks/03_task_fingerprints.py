@@ -33,16 +33,15 @@ priors = [0.0, 0.3, 0.6, 0.9]  # planted language prior strengths
 prior_tasks = ["ChooseAttr", "ChooseCat", "LogicalObj"]  # tasks whose answers the prior shifts
 
 # %%
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown
-from scipy import stats
 
-from pidlib import charts
-from pidlib.claims import Claim, record
-from pidlib.datasets import load_features
-from pidlib.layerwise import layerwise_pid, shares
-from pidlib.profiles import load_profile
+from pidlib.analysis.claims import fingerprint_claims, record
+from pidlib.analysis.layerwise import layerwise_pid
+from pidlib.analysis.summaries import fingerprint_spread, fingerprint_table, shares
+from pidlib.book import charts
+from pidlib.book.inputs import load_features
+from pidlib.book.priors import planted_prior_shares
+from pidlib.config.profiles import load_profile
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
 pid = layerwise_pid(
@@ -61,7 +60,8 @@ Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.task
 first = sh[sh["model"] == cfg.models[0]]
 charts.figure(
     charts.atom_trajectories(
-        first.rename(columns={"share": "bits"}),
+        first,
+        y="share",
         column="task",
         columns=3,
         y_title="share of I(V,L;Y)",
@@ -84,24 +84,13 @@ charts.figure(
 # is sorted by redundancy.
 
 # %%
-finger = (
-    sh.groupby(["task", "atom"])["share"]
-    .mean()
-    .unstack("atom")
-    .rename(columns=charts.ATOM_LABELS)
-    .sort_values(charts.ATOM_LABELS["redundancy"])
-)
+finger = fingerprint_table(sh, charts.ATOM_LABELS)
 finger.style.format("{:.1%}")
 
 # %%
 # How different are the fingerprints? The spread of each atom's share across tasks, in
 # percentage points, against the spread across the two models for the same task.
-task_spread = sh.groupby(["model", "atom", "layer"])["share"].std().groupby("atom").mean()
-model_spread = (
-    sh.groupby(["task", "atom", "layer"])["share"].std().groupby("atom").mean()
-    if sh["model"].nunique() > 1
-    else None
-)
+task_spread, model_spread = fingerprint_spread(sh)
 spread = task_spread.to_frame("across tasks")
 if model_spread is not None:
     spread["across models"] = model_spread
@@ -118,24 +107,8 @@ spread.rename(index=charts.ATOM_LABELS).mul(100).round(1)
 # %%
 n_layers = int(pid["n_layers"].max())
 probe_layers = sorted({n_layers // 2, n_layers})
-rows = []
-for p in priors:
-    cfg_p = load_profile(
-        profile,
-        models=[cfg.models[0]],
-        tasks=prior_tasks,
-        samples_per_task=samples_per_task,
-        **{"dataset.prior": p},
-    )
-    t = layerwise_pid(
-        load_features(cfg_p),
-        pid_spec=cfg_p.pid,
-        layers=probe_layers,
-        parallel=cfg_p.parallel,
-        seed=cfg_p.seed,
-    )
-    rows.append(shares(t[t["measure"] == "mmi"]).assign(prior=p))
-planted = pd.concat(rows, ignore_index=True)
+planted = planted_prior_shares(profile, priors, prior_tasks, cfg.models[0], probe_layers,
+                               samples_per_task=samples_per_task)  # fmt: skip
 red = planted[planted["atom"] == "redundancy"].dropna(subset=["share"])  # share: NaN if I = 0
 charts.figure(
     charts.line_band(
@@ -159,44 +132,16 @@ charts.figure(
 # ```
 
 # %%
-rho = stats.spearmanr(red["prior"], red["share"])
-by_task = red.groupby("task").apply(lambda g: stats.spearmanr(g["prior"], g["share"])[0])
-rises = float(np.mean(by_task > 0))
-record(
-    cfg.name,
-    "03_task_fingerprints",
-    [
-        Claim(
-            "Fingerprints differ by task",
-            "strongly task-dependent",
-            float(task_spread.mean()),
-            float(task_spread.min()),
-            float(task_spread.max()),
-            holds=None if model_spread is None else bool(task_spread.mean() > model_spread.mean()),
-            unit="mean std of atom shares across tasks (fraction)",
-            detail="holds if tasks differ more than the two models do on the same task",
-        ),
-        Claim(
-            "Redundancy tracks the (planted) semantic prior",
-            "redundancy governs",
-            float(rho[0]),
-            float(by_task.min()),
-            float(by_task.max()),
-            holds=bool(rho[0] > 0 and rho[1] < 0.05),
-            unit="Spearman rho(prior, R share)",
-            detail=f"pooled over {', '.join(prior_tasks)} and layers {probe_layers}; "
-            f"range = per-task rho; p = {rho[1]:.2g}",
-        ),
-    ],  # fmt: skip
-    {"profile": cfg.to_dict(), "priors": priors, "prior_tasks": prior_tasks},
-)
+claims, found = fingerprint_claims(task_spread, model_spread, red, prior_tasks, probe_layers)
+record(cfg.name, "03_task_fingerprints", claims,
+       {"profile": cfg.to_dict(), "priors": priors, "prior_tasks": prior_tasks})  # fmt: skip
 
 # %% [markdown]
 # ## Summary
 
 # %%
 most, least = finger.index[-1], finger.index[0]
-verdict = "raises" if rho[0] > 0 and rho[1] < 0.05 else "does not detectably raise"
+verdict = "raises" if claims[1].holds else "does not detectably raise"
 Markdown(
     f"""
 - The most redundant task is **{most}**, with a mean R share of
@@ -205,8 +150,8 @@ Markdown(
 - Atom shares vary across tasks by {task_spread.mean() * 100:.1f} percentage points on
   average (standard deviation over tasks).
 - Planting a language prior {verdict} the measured redundancy: the Spearman correlation
-  between $p$ and the R share is **{rho[0]:.2f}** (p = {rho[1]:.2g}). It is positive on
-  **{rises:.0%}** of the prior-sensitive tasks.
+  between $p$ and the R share is **{found["rho"]:.2f}** (p = {found["p"]:.2g}). It is positive on
+  **{found["rises"]:.0%}** of the prior-sensitive tasks.
 """
 )
 

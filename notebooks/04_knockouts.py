@@ -39,19 +39,16 @@ samples_per_task = None  # an integer, or None for the profile value
 sweep_samples = 200  # questions per task in the windowed sweep
 
 # %%
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown
-from scipy import stats
 
-from pidlib import charts
-from pidlib.cache import cached_table
-from pidlib.claims import Claim, mean_ci, record
-from pidlib.datasets import load_features, load_samples
-from pidlib.knockout_sweep import knockout_features, summarize, sweep
-from pidlib.layerwise import layerwise_pid, shares
-from pidlib.models import load_model
-from pidlib.profiles import load_profile
+from pidlib.analysis.claims import knockout_claims, record
+from pidlib.analysis.layerwise import layerwise_pid
+from pidlib.analysis.summaries import knockout_per_task
+from pidlib.book import charts
+from pidlib.book.inputs import load_features, load_samples
+from pidlib.book.knockouts import ChapterModels, knockout_pid, sweep_table
+from pidlib.config.profiles import load_profile
+from pidlib.interventions.sweep import summarize
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
 samples = load_samples(cfg)
@@ -59,23 +56,7 @@ clean_feats = load_features(cfg, samples=samples)
 clean = layerwise_pid(
     clean_feats, pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed
 )
-_loaded = {}
-
-
-def model(name):
-    """Load a model on first use only (every result below is cached)."""
-    if name not in _loaded:
-        _loaded[name] = load_model(name, dtype=cfg.dtype, device=cfg.device)
-    return _loaded[name]
-
-
-def correct_samples(name, task, limit=None):
-    """The task's questions that the clean model answered correctly, in feature order."""
-    keep = list(clean_feats[name, task].qid[:limit])
-    by_qid = {s.qid: s for s in samples[task]}
-    return [by_qid[q] for q in keep]
-
-
+model = ChapterModels(cfg)  # loads a model on first use only (every result below is cached)
 Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.tasks)} tasks.")
 
 # %% [markdown]
@@ -86,40 +67,7 @@ Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.task
 # `pidlib` replays each knocked-out pass from the cached clean pass.
 
 # %%
-sweep_code = ("pidlib.knockout", "pidlib.knockout_sweep", "pidlib.prompt")
-
-
-def run_sweep(name, task):
-    n_layers = model(name).num_layers
-    centers = list(range(0, n_layers, cfg.knockout.stride))
-    res = sweep(model(name), correct_samples(name, task, sweep_samples), cfg.knockout.flows,
-                centers, window=cfg.knockout.window, batch_size=cfg.batch_size)  # fmt: skip
-    per = res.per_sample.assign(model=name, task=task, n_layers=n_layers)
-    keep = ["model", "task", "flow", "center", "layers", "first_layer", "last_layer",
-            "n_layers", "p_clean", "p_ko", "rel_change", "correct_clean", "correct_ko"]  # fmt: skip
-    return per[keep].astype({"center": int, "layers": str})
-
-
-per_sample = pd.concat(
-    [
-        cached_table(
-            "knockout-sweep",
-            {
-                "columns": 2,
-                "model": m,
-                "task": t,
-                "n": sweep_samples,
-                "knockout": cfg.to_dict()["knockout"],
-                "features": clean_feats[m, t].info.get("cache_keys", []),
-            },
-            lambda m=m, t=t: run_sweep(m, t),
-            sweep_code,
-        )  # fmt: skip
-        for m in cfg.models
-        for t in cfg.tasks
-    ],
-    ignore_index=True,
-)
+per_sample = sweep_table(cfg, samples, clean_feats, sweep_samples, model)
 curves = summarize(per_sample, by=("model", "task", "flow", "center"))
 curves["depth"] = (
     curves["center"]
@@ -166,37 +114,7 @@ curves.groupby(["model", "flow"])[["rel_change", "accuracy", "accuracy_clean"]].
 #   the clean run's leading PCA directions is then lost to the estimate.
 
 # %%
-ko_feats = {}
-for m in cfg.models:
-    for t in cfg.tasks:
-        ko_feats[m, t] = knockout_features(
-            model(m),
-            correct_samples(m, t),
-            "image->question",
-            batch_size=cfg.batch_size,
-            target=cfg.target,
-        )
-run = dict(pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed)
-variants = {
-    "refit": layerwise_pid(ko_feats, **run),
-    "clean maps reused": layerwise_pid(ko_feats, fit_features=clean_feats, **run),
-}
-
-# %%
-keys = ["model", "task", "layer", "depth", "measure", "atom"]
-
-
-def deltas(ko, variant):
-    """Knockout minus clean per row, with the interval of a difference of two independent
-    estimates (half-widths added in quadrature)."""
-    d = clean.merge(ko, on=keys, suffixes=("_clean", "_ko"))
-    d["delta"] = d["value_ko"] - d["value_clean"]
-    half = np.sqrt(sum(((d[f"hi_{s}"] - d[f"lo_{s}"]) / 2) ** 2 for s in ("clean", "ko")))
-    d["lo"], d["hi"] = d["delta"] - half, d["delta"] + half
-    return d.assign(transforms=variant)
-
-
-both = pd.concat([deltas(ko, v) for v, ko in variants.items()], ignore_index=True)
+both = knockout_pid(cfg, samples, clean_feats, clean, model)
 mmi = both[both["measure"] == "mmi"]
 avg = mmi.groupby(["transforms", "model", "layer", "atom"], as_index=False)[
     ["delta", "lo", "hi"]
@@ -204,7 +122,8 @@ avg = mmi.groupby(["transforms", "model", "layer", "atom"], as_index=False)[
 avg = avg[avg["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy", "total"])]
 charts.figure(
     charts.atom_trajectories(
-        avg.rename(columns={"delta": "bits"}),
+        avg,
+        y="delta",
         column="model",
         row="transforms",
         y_title="knockout − clean (bits)",
@@ -222,59 +141,14 @@ charts.figure(
 # ```
 
 # %%
-late = mmi[mmi["depth"] >= 2 / 3]
-
-
-def mean_delta(rows, atom):
-    return rows[rows["atom"] == atom].groupby(["transforms", "model", "task"])["delta"].mean()
-
-
-per_task = pd.DataFrame(
-    {
-        "ΔU_V (late layers)": mean_delta(late, "unique_1"),
-        "ΔS (all layers)": mean_delta(mmi, "synergy"),
-        "ΔI(V,L;Y) (all layers)": mean_delta(mmi, "total"),
-    }
-).reset_index()
-red = shares(clean[clean["measure"] == "mmi"])
-red = red[red["atom"] == "redundancy"].groupby(["model", "task"])["share"].mean()
-per_task["clean R share"] = red.reindex(
-    pd.MultiIndex.from_frame(per_task[["model", "task"]])
-).to_numpy()
+per_task = knockout_per_task(both, clean)
 per_task.sort_values(["transforms", "ΔU_V (late layers)"], ascending=[True, False]).round(3)
 
 # %% [markdown]
 # ## Which tasks are hit hardest, and does redundancy protect them?
 
 # %%
-acc_drop = mean_ci(
-    curves[curves["flow"] == "image->question"].groupby(["model", "task"])["rel_change"].min()
-)
-claims, found = [], {}
-for variant in variants:
-    rows = per_task[per_task["transforms"] == variant]
-    rho = stats.spearmanr(rows["clean R share"], rows["ΔU_V (late layers)"])
-    cols = ("ΔU_V (late layers)", "ΔS (all layers)", "ΔI(V,L;Y) (all layers)")
-    d_uv, d_s, d_tot = (mean_ci(rows[c]) for c in cols)
-    found[variant] = d_uv, d_s, d_tot, rho
-    how = f" ({variant})" if variant != "refit" else ""
-    claims += [
-        Claim(f"Image→Question knockout traps visual-unique information{how}",
-              "U_V rises in late layers", *d_uv, holds=bool(d_uv[1] > 0),
-              unit="Δ U_V, bits, mean over late layers",
-              detail="mean over (model, task); holds if the CI lies above 0"),
-        Claim(f"Knockout induces compensatory synergy{how}", "S rises", *d_s,
-              holds=bool(d_s[1] > 0), unit="Δ S, bits, mean over layers",
-              detail="mean over (model, task)"),
-        Claim(f"Knockout raises the total information cost{how}",
-              "I(V,L;Y) rises (some totals fall)", *d_tot, holds=bool(d_tot[1] > 0),
-              unit="Δ I(V,L;Y), bits, mean over layers", detail="mean over (model, task)"),
-        Claim(f"Knockout effect is weakest on high-redundancy tasks{how}",
-              "strongest on vision-dependent tasks", float(rho[0]), float(rho[0]), float(rho[0]),
-              holds=bool(rho[0] < 0 and rho[1] < 0.05),
-              unit="Spearman rho(clean R share, Δ U_V)",
-              detail=f"over (model, task); p = {rho[1]:.2g}"),
-    ]  # fmt: skip
+claims, found = knockout_claims(per_task, curves)
 record(cfg.name, "04_knockouts", claims, {"profile": cfg.to_dict(), "sweep_samples": sweep_samples})
 
 # %% [markdown]
@@ -282,19 +156,17 @@ record(cfg.name, "04_knockouts", claims, {"profile": cfg.to_dict(), "sweep_sampl
 
 
 # %%
-def ci(t):
-    return f"**{t[0]:+.3f} bits** [{t[1]:+.3f}, {t[2]:+.3f}]"
-
-
+acc_drop = found["acc_drop"]
 lines = [
     "- In Zhang et al.'s windowed sweep, the largest drop of the answer probability under "
     f"Image↛Question is **{acc_drop[0]:.1f}%** on average over (model, task) "
     f"(95% CI [{acc_drop[1]:.1f}, {acc_drop[2]:.1f}])."
 ]
-for variant, (d_uv, d_s, d_tot, rho) in found.items():
+for variant, (d_uv, d_s, d_tot, rho) in found["variants"].items():
     lines.append(
         f"- All-layer Image→Question knockout, PCA and flows **{variant}**: late-layer $U_V$ "
-        f"changes by {ci(d_uv)}, synergy by {ci(d_s)} and $I(V,L;Y)$ by {ci(d_tot)} (means "
+        f"changes by {charts.bits_interval(d_uv)}, synergy by {charts.bits_interval(d_s)} and "
+        f"$I(V,L;Y)$ by {charts.bits_interval(d_tot)} (means "
         "over layers, models and tasks). The Spearman correlation across tasks between clean "
         f"redundancy and the late-layer $\\Delta U_V$ is **{rho[0]:.2f}** (p = {rho[1]:.2g})."
     )

@@ -28,8 +28,8 @@ profile = "cpu"
 # %%
 from IPython.display import Markdown
 
-from pidlib.claims import load_claims
-from pidlib.profiles import load_profile
+from pidlib.analysis.claims import load_claims
+from pidlib.config.profiles import load_profile
 
 cfg = load_profile(profile)
 claims = load_claims(cfg.name)

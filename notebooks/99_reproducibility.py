@@ -26,11 +26,12 @@ import json
 
 import pandas as pd
 
-from pidlib.cache import REPO_ROOT, provenance
-from pidlib.profiles import load_profile
+from pidlib.config.profiles import load_profile
+from pidlib.core.paths import REPO_ROOT, build_dir
+from pidlib.core.provenance import provenance
 
 cfg = load_profile(profile)
-build = REPO_ROOT / "build" / cfg.name
+build = build_dir(cfg.name)
 prov = provenance()
 
 # %% [markdown]

@@ -11,60 +11,30 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> the one module that defines it
 _EXPORTS: dict[str, str] = {
     # estimators (numpy / scipy / torch only)
-    "PID": "pidlib.gaussian",
-    "gaussian_pid": "pidlib.gaussian",
-    "gaussian_mi": "pidlib.gaussian",
-    "pid_flow": "pidlib.flow",
-    "PIDFlow": "pidlib.flow",
-    "FlowConfig": "pidlib.flow",
-    "canonical": "pidlib.canonical",
-    # data
-    "TASKS": "pidlib.tasks",
-    "Sample": "pidlib.tasks",
-    "MiniGQAConfig": "pidlib.minigqa",
-    "generate": "pidlib.minigqa",
-    "generate_scene_batch": "pidlib.minigqa",
-    "make_scene": "pidlib.minigqa",
-    "make_question": "pidlib.minigqa",
-    "render": "pidlib.minigqa",
-    "verify": "pidlib.minigqa",
-    "verify_all": "pidlib.minigqa",
-    "vocabulary": "pidlib.minigqa",
-    "gallery": "pidlib.minigqa",
-    "load_gqa_questions": "pidlib.gqa",
-    "load_zhang_csv": "pidlib.gqa",
-    # models
-    "load_model": "pidlib.models",
-    "LoadedModel": "pidlib.models",
-    "KNOWN_MODELS": "pidlib.models",
-    "save_embedded": "pidlib.models",
-    "build_tokenizer": "pidlib.models",
-    "build_processor": "pidlib.models",
-    "tiny_config": "pidlib.models",
-    "build_model": "pidlib.models",
-    "encode": "pidlib.prompt",
-    "Positions": "pidlib.prompt",
-    "Encoded": "pidlib.prompt",
-    "build_prompt": "pidlib.prompt",
-    "first_token_logits": "pidlib.prompt",
-    "greedy_answers": "pidlib.prompt",
-    "answer_token_ids": "pidlib.prompt",
-    "correct_mask": "pidlib.prompt",
-    # layer-wise analysis
-    "Features": "pidlib.features",
-    "extract_features": "pidlib.features",
-    "load_samples": "pidlib.datasets",
-    "load_features": "pidlib.datasets",
-    "layerwise_pid": "pidlib.layerwise",
-    "KnockoutSpec": "pidlib.knockout",
-    "sweep": "pidlib.knockout_sweep",
-    "knockout_features": "pidlib.knockout_sweep",
+    "PID": "pidlib.pid.result",
+    "gaussian_mi": "pidlib.pid.gaussian",
+    "gaussian_pid": "pidlib.pid.gaussian",
+    "FlowConfig": "pidlib.pid.flow_nets",
+    "PIDFlow": "pidlib.pid.flow",
+    "pid_flow": "pidlib.pid.flow",
     # configuration
-    "load_profile": "pidlib.profiles",
-    "Profile": "pidlib.profiles",
+    "Profile": "pidlib.config.profiles",
+    "load_profile": "pidlib.config.profiles",
+    # models and features
+    "LoadedModel": "pidlib.models.loaded",
+    "load_model": "pidlib.models.load",
+    "Features": "pidlib.extract.features",
+    "extract_features": "pidlib.extract.features",
+    "load_samples": "pidlib.book.inputs",
+    "load_features": "pidlib.book.inputs",
+    # layer-wise analysis and interventions
+    "layerwise_pid": "pidlib.analysis.layerwise",
+    "KnockoutSpec": "pidlib.interventions.spec",
+    "knockout": "pidlib.interventions.knockout",
+    "sweep": "pidlib.interventions.sweep",
 }
 
 __all__ = sorted(_EXPORTS)

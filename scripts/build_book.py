@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import jupytext
-import papermill
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from pidlib.cache import provenance  # noqa: E402
-from pidlib.charts import write_vega_bundle  # noqa: E402
-from pidlib.profiles import load_profile  # noqa: E402
+from pidlib.book.charts import write_vega_bundle
+from pidlib.book.runner import chapters, execute_chapter
+from pidlib.config.profiles import load_profile
+from pidlib.core.paths import REPO_ROOT as ROOT
+from pidlib.core.provenance import provenance
 
 DEFAULT_PROFILE = "cpu"
 #: MathJax 3 parts the book needs, relative to the package's ``es5`` folder (the combined TeX +
@@ -59,31 +54,6 @@ def write_mathjax(static_dir: Path) -> Path:
     return dest / MATHJAX_PARTS[0]
 
 
-def execute(src: Path, out_dir: Path, profile: str, figures: Path) -> float:
-    """Convert one jupytext source to .ipynb, execute it with papermill; return seconds."""
-    nb = jupytext.read(src)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    raw = out_dir / "src" / f"{src.stem}.ipynb"
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    jupytext.write(nb, raw)
-    os.environ["PIDBOOK_FIGURES"] = str(figures)
-    t0 = time.perf_counter()
-    papermill.execute_notebook(
-        str(raw),
-        str(out_dir / f"{src.stem}.ipynb"),
-        parameters={"profile": profile},
-        cwd=str(ROOT),
-        kernel_name="python3",
-        progress_bar=False,
-        log_output=False,
-    )
-    return time.perf_counter() - t0
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default=DEFAULT_PROFILE)
@@ -96,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     figures = out_dir / "figures"
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    sources = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
-    if args.only:
-        sources = [s for s in sources if s.stem in args.only]
-        if not sources:
-            ap.error(f"--only {args.only}: no such notebook")
+    try:
+        sources = chapters(args.only)
+    except ValueError as err:
+        ap.error(f"--only: {err}")
     for src in sources:
         print(f"[book] executing {src.name} (profile {args.profile}) ...", flush=True)
-        seconds = execute(src, out_dir, args.profile, figures)
+        seconds = execute_chapter(src, out_dir / f"{src.stem}.ipynb", {"profile": args.profile},
+                                  figures=figures)  # fmt: skip
         timings[src.stem] = {
             "seconds": round(seconds, 1),
             "finished": time.strftime("%FT%TZ", time.gmtime()),

@@ -3,7 +3,7 @@
 Fixtures (all session-scoped, seeded, CPU, eval mode, gradients off; build time ~0.1 s each):
 
 - ``tiny_tokenizer``: word-level tokenizer over :data:`TINY_WORDS` (+ the prompt words).
-- ``tiny_llava`` / ``tiny_llava_next``: a :class:`pidlib.models.LoadedModel` of each class
+- ``tiny_llava`` / ``tiny_llava_next``: a :class:`pidlib.models.loaded.LoadedModel` of each class
   (3 decoder layers, hidden 32, 32x32 images in 8x8 patches -> 16 image tokens for LLaVA,
   base + anyres grid + newlines for NeXT).
 - ``tiny_model``: parametrised over both families.
@@ -22,9 +22,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pidlib.models import FAMILIES, LoadedModel, build_model, build_processor, build_tokenizer
-from pidlib.models import tiny_config as _tiny_config
-from pidlib.tasks import Sample
+from pidlib.data.tasks import Sample
+from pidlib.models.families import FAMILIES
+from pidlib.models.loaded import LoadedModel
+from pidlib.models.tiny import build_model, build_processor, build_tokenizer
+from pidlib.models.tiny import tiny_config as _tiny_config
 
 # One intra-op thread for the whole suite: the tiny models gain nothing from more, and
 # oversubscribed threads on a busy 2-core machine slow some tests down tenfold.

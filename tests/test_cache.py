@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from pidlib.cache import ArrayCache, cache_key, provenance
+from pidlib.core.cache import ArrayCache, cache_key
+from pidlib.core.provenance import provenance
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_hit_returns_identical_arrays(cache):
 def test_key_depends_on_params_and_code():
     assert cache_key("k", {"a": 1}) != cache_key("k", {"a": 2})
     assert cache_key("k", {"a": 1}) == cache_key("k", {"a": 1})
-    assert cache_key("k", {"a": 1}) != cache_key("k", {"a": 1}, code=("pidlib.cache",))
+    assert cache_key("k", {"a": 1}) != cache_key("k", {"a": 1}, code=("pidlib.core.cache",))
 
 
 def test_corrupt_entry_is_moved_aside_and_recomputed(cache):
@@ -86,7 +87,7 @@ def test_provenance_fields():
 def test_cached_table_roundtrip(tmp_path):
     import pandas as pd
 
-    from pidlib.cache import cached_table
+    from pidlib.core.cache import cached_table
 
     calls = []
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from pidlib import canonical
-from pidlib.gaussian import gaussian_pid
+from pidlib.pid import canonical
+from pidlib.pid.gaussian import gaussian_pid
 
 NAMES = canonical.names()
 GAUSSIAN = [n for n in NAMES if canonical.get(n).gaussian]

@@ -10,20 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from pidlib import features as F
-from pidlib.cache import ArrayCache
-from pidlib.datasets import (
-    load_features,
-    load_samples,
-    model_fingerprint,
-    pool_size,
-    samples_fingerprint,
-    source_fingerprint,
-)
-from pidlib.features import Features, extract_features
-from pidlib.profiles import DatasetSpec, load_profile
-from pidlib.prompt import correct_mask, encode, greedy_answers, normalize_answer
-from pidlib.tasks import Sample
+from pidlib.book.inputs import load_features, load_samples, pool_size
+from pidlib.config.profiles import DatasetSpec, load_profile
+from pidlib.core.cache import ArrayCache
+from pidlib.data.fingerprints import samples_fingerprint
+from pidlib.data.tasks import Sample
+from pidlib.extract import features as F
+from pidlib.extract.features import Features, extract_features
+from pidlib.models.answers import correct_mask, greedy_answers, normalize_answer
+from pidlib.models.fingerprint import model_fingerprint, source_fingerprint
+from pidlib.models.prompt import encode
 
 # (question, answer, options, image height x width): different question lengths and image
 # sizes, so batches are padded and LLaVA-NeXT rows have different numbers of image tokens.
@@ -230,7 +226,7 @@ def test_limit_stops_after_enough_samples(tiny_llava, samples, monkeypatch):
 
 
 def test_knockout_intervention_changes_only_what_it_should(tiny_llava, samples, tmp_path):
-    from pidlib.knockout import knockout_intervention
+    from pidlib.interventions.knockout import knockout_intervention
 
     clean = _extract(tiny_llava, samples, batch_size=5)
     ko = _extract(tiny_llava, samples, batch_size=5, cache=ArrayCache(tmp_path),
@@ -303,7 +299,8 @@ def test_load_samples_minigqa_pools_and_errors():
 def test_load_features_reads_the_cache_without_the_model(
     tiny_llava, samples, tmp_path, monkeypatch
 ):
-    from pidlib.models import load_model, save_embedded
+    from pidlib.models.load import load_model
+    from pidlib.training.report import save_embedded
 
     folder = save_embedded(tiny_llava, tmp_path / "model", {"description": "test"})
     loaded = load_model(folder)
@@ -315,7 +312,7 @@ def test_load_features_reads_the_cache_without_the_model(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fewer than samples_per_task samples
         first = load_features(profile, samples={"ChooseAttr": samples}, cache=store, progress=False)
-        monkeypatch.setattr("pidlib.models.load_model", _no_model)
+        monkeypatch.setattr("pidlib.models.load.load_model", _no_model)
         again = load_features(profile, samples={"ChooseAttr": samples}, cache=store, progress=False)
     key = (str(folder), "ChooseAttr")
     np.testing.assert_array_equal(first[key].V, again[key].V)

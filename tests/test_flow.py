@@ -1,4 +1,4 @@
-"""Tests of PID Flow (pidlib.flow): transforms, PCA, the Gaussian limit, accuracy, errors."""
+"""Tests of PID Flow (pidlib.pid.flow): transforms, PCA, the Gaussian limit, accuracy, errors."""
 
 from __future__ import annotations
 
@@ -11,19 +11,13 @@ import torch
 from nflows.transforms import PiecewiseRationalQuadraticCDF
 from sklearn.decomposition import PCA
 
-import pidlib.flow as flow_mod
-import pidlib.flow_nets as flow_nets
-from pidlib import canonical
-from pidlib.flow import (
-    TRANSFORMS,
-    FlowConfig,
-    MarginalGaussianizer,
-    PIDFlow,
-    RQSpline,
-    fit_pca,
-    pid_flow,
-)
-from pidlib.gaussian import gaussian_pid
+import pidlib.pid.flow as flow_mod
+import pidlib.pid.flow_nets as flow_nets
+from pidlib.pid import canonical
+from pidlib.pid.flow import PIDFlow, pid_flow
+from pidlib.pid.flow_nets import TRANSFORMS, FlowConfig, RQSpline
+from pidlib.pid.gaussian import gaussian_pid
+from pidlib.pid.preprocessing import MarginalGaussianizer, fit_pca
 
 KEYS = ("redundancy", "unique_1", "unique_2", "synergy", "total", "mi_1", "mi_2")
 #: a short training run for tests of plumbing (not of accuracy)

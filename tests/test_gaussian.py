@@ -9,7 +9,8 @@ import scipy.optimize as so
 from scipy.special import digamma
 from threadpoolctl import threadpool_limits
 
-from pidlib.gaussian import PID, gaussian_mi, gaussian_pid, logdet_bias, mi_bias
+from pidlib.pid.gaussian import gaussian_mi, gaussian_pid, logdet_bias, mi_bias
+from pidlib.pid.result import PID
 
 ATOMS = ("redundancy", "unique_1", "unique_2", "synergy")
 LN2 = math.log(2)
@@ -401,7 +402,7 @@ def test_gaussian_mi_names_the_bad_block():
 
 
 def test_failed_certificate_warns(monkeypatch):
-    import pidlib.gaussian as g
+    import pidlib.pid.gaussian as g
 
     real = g._union_information
 

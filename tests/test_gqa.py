@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pidlib.gqa import (
+from pidlib.data.gqa import (
     CSV_COLUMNS,
     choose_options,
     load_gqa_questions,
     load_zhang_csv,
     task_of_types,
 )
-from pidlib.tasks import TASKS
+from pidlib.data.tasks import TASKS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GQA_JSON = FIXTURES / "gqa_balanced_questions_sample.json"

@@ -11,22 +11,16 @@ import pytest
 import torch
 from scipy import stats
 
-from pidlib.knockout import (
-    FLOWS,
-    KnockoutSpec,
-    Window,
-    apply_block,
-    as_spec,
-    block_matrix,
-    causal_mask,
-    decoder_layers,
-    knockout,
-    knockout_intervention,
-    window,
-)
-from pidlib.knockout_sweep import capture_clean, knockout_features, replay, summarize, sweep
-from pidlib.models import LoadedModel, build_model, build_processor, tiny_config
-from pidlib.prompt import Positions, answer_token_variants, encode, first_token_logits
+from pidlib.interventions.knockout import knockout, knockout_features, knockout_intervention
+from pidlib.interventions.masks import apply_block, block_matrix, causal_mask
+from pidlib.interventions.replay import capture_clean, replay
+from pidlib.interventions.spec import FLOWS, KnockoutSpec, Window, as_spec, window
+from pidlib.interventions.sweep import summarize, sweep
+from pidlib.models.answers import answer_token_variants, first_token_logits
+from pidlib.models.loaded import LoadedModel
+from pidlib.models.locate import decoder_layers
+from pidlib.models.prompt import Positions, encode
+from pidlib.models.tiny import build_model, build_processor, tiny_config
 
 N_LAYERS = 8
 
@@ -349,7 +343,7 @@ def test_sweep_rejects_bad_arguments(deep, tiny_samples):
 
 
 def test_knockout_features_change_only_layers_after_the_block(tiny_llava, tiny_samples, make_image):
-    from pidlib.features import extract_features
+    from pidlib.extract.features import extract_features
 
     first = tiny_samples[0]  # extract_features takes one task: two questions of the same type
     samples = [first, dataclasses.replace(first, qid="t0b", image=make_image(40, 24, seed=9))]

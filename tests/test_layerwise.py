@@ -6,21 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pidlib.cache import ArrayCache
-from pidlib.features import Features
-from pidlib.flow import FlowConfig
-from pidlib.gaussian import PID, gaussian_mi, gaussian_pid
-from pidlib.layerwise import (
-    ATOMS,
-    COLUMNS,
-    job_seed,
-    last_layer_shares,
-    layerwise_pid,
-    peak_layers,
-    shares,
-    trajectory_correlation,
-)
-from pidlib.profiles import ParallelSpec, PIDSpec
+from pidlib.analysis.layerwise import COLUMNS, job_seed, layerwise_pid
+from pidlib.analysis.summaries import last_layer_shares, peak_layers, shares, trajectory_correlation
+from pidlib.config.profiles import ParallelSpec, PIDSpec
+from pidlib.core.cache import ArrayCache
+from pidlib.extract.features import Features
+from pidlib.pid.flow_nets import FlowConfig
+from pidlib.pid.gaussian import gaussian_mi, gaussian_pid
+from pidlib.pid.result import ATOMS, PID
 
 SERIAL = ParallelSpec(backend="sequential", n_jobs=1)
 GAUSS = PIDSpec(measures=("mmi", "broja"), flow=False, n_bootstrap=0, n_seeds=1)
@@ -170,13 +163,13 @@ def test_fit_features_enter_the_cache_key(synthetic, tmp_path):
 def test_parallel_and_serial_runs_are_identical():
     """PID Flow (flows trained) on a random embedded-size model's Mini-GQA features, two layers:
     loky with 2 workers gives exactly the numbers of a serial run."""
-    from pidlib.features import extract_features
-    from pidlib.minigqa import generate
-    from pidlib.models import LoadedModel
-    from pidlib.train import RECIPES, build_untrained
+    from pidlib.data.minigqa.questions import generate
+    from pidlib.extract.features import extract_features
+    from pidlib.models.loaded import LoadedModel
+    from pidlib.models.tiny import build_untrained
 
-    model, processor, _ = build_untrained(RECIPES["tiny-llava-1.5"])
-    loaded = LoadedModel.from_parts(model.eval().requires_grad_(False), processor, name="rand")
+    untrained = build_untrained("tiny-llava-1.5")
+    loaded = LoadedModel.from_parts(untrained.model, untrained.processor, name="rand")
     samples = generate(["ChooseAttr"], 80, split="test", seed=5)
     feats = extract_features(loaded, samples, correct_only=False, cache=False, progress=False)
     spec = PIDSpec(measures=("mmi", "broja"), max_dims=3, flow=True, n_bootstrap=4, n_seeds=2)

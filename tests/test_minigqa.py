@@ -10,24 +10,24 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from pidlib.minigqa import (
-    TASK_OPTIONS,
+from pidlib.data.minigqa.gallery import contact_sheet, gallery
+from pidlib.data.minigqa.program import TASK_OPTIONS, question_words, vocabulary
+from pidlib.data.minigqa.questions import generate, generate_scene_batch, make_question
+from pidlib.data.minigqa.scenes import (
+    BACKGROUND,
+    COLORS,
+    RGB,
+    SHAPES,
+    SPLITS,
+    TYPICAL_COLOR,
     MiniGQAConfig,
     Scene,
-    contact_sheet,
-    gallery,
-    generate,
-    generate_scene_batch,
-    make_question,
     make_scene,
-    question_words,
     render,
-    verify,
-    verify_all,
-    vocabulary,
+    scene_split,
 )
-from pidlib.scenes import BACKGROUND, COLORS, RGB, SHAPES, SPLITS, TYPICAL_COLOR, scene_split
-from pidlib.tasks import TASKS
+from pidlib.data.minigqa.verify import verify, verify_all
+from pidlib.data.tasks import TASKS
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,7 @@ def test_scene_batch_structure_and_running_balance():
 
 # ----------------------------------------------------------------------------- rendering
 def _alone(shape="square", color="red", size="large", material="metal", cell=(1, 2), g=3):
-    from pidlib.scenes import SceneObject
+    from pidlib.data.minigqa.scenes import SceneObject
 
     r = {"small": 0.27, "large": 0.45}[size] / g
     obj = SceneObject(shape, color, size, material, (cell[1] + 0.5) / g, (cell[0] + 0.5) / g, r,

@@ -9,33 +9,33 @@ import numpy as np
 import pytest
 import torch
 
-from pidlib.models import (
-    KNOWN_MODELS,
+from pidlib.data.tasks import Sample
+from pidlib.models.answers import (
+    answer_token_ids,
+    answer_token_variants,
+    correct_mask,
+    first_token_logits,
+    greedy_answers,
+    normalize_answer,
+)
+from pidlib.models.families import ANSWER_INSTRUCTION, KNOWN_MODELS, VICUNA_SYSTEM
+from pidlib.models.load import load_model
+from pidlib.models.loaded import LoadedModel
+from pidlib.models.prompt import (
+    Positions,
+    build_prompt,
+    check_image_tokens,
+    encode,
+    image_feature_counts,
+)
+from pidlib.models.tiny import (
     SPECIAL_TOKENS,
-    LoadedModel,
     build_model,
     build_processor,
     build_tokenizer,
-    load_model,
-    save_embedded,
     tiny_config,
 )
-from pidlib.prompt import (
-    ANSWER_INSTRUCTION,
-    VICUNA_SYSTEM,
-    Positions,
-    answer_token_ids,
-    answer_token_variants,
-    build_prompt,
-    check_image_tokens,
-    correct_mask,
-    encode,
-    first_token_logits,
-    greedy_answers,
-    image_feature_counts,
-    normalize_answer,
-)
-from pidlib.tasks import Sample
+from pidlib.training.report import save_embedded
 
 # --------------------------------------------------------------------------- prompt and tokenizer
 

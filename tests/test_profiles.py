@@ -2,8 +2,8 @@
 
 import pytest
 
-from pidlib.profiles import available_profiles, load_profile
-from pidlib.tasks import TASKS
+from pidlib.config.profiles import available_profiles, load_profile
+from pidlib.data.tasks import TASKS
 
 
 @pytest.mark.parametrize("name", available_profiles())

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from pidlib.minigqa import MiniGQAConfig, generate, make_scene
-from pidlib.models import LoadedModel, load_model, save_embedded
-from pidlib.prompt import build_prompt, greedy_answers
-from pidlib.train import RECIPES, Recipe, build_untrained, train_decoder, train_model
-from pidlib.train_data import (
+from pidlib.data.minigqa.questions import generate
+from pidlib.data.minigqa.scenes import MiniGQAConfig, make_scene
+from pidlib.models.answers import greedy_answers
+from pidlib.models.load import load_model
+from pidlib.models.loaded import LoadedModel
+from pidlib.models.prompt import build_prompt
+from pidlib.training.data import (
     EXTRA_WORDS,
     TokenCache,
     build_sequence,
@@ -22,8 +24,11 @@ from pidlib.train_data import (
     image_feature_cells,
     model_words,
 )
-from pidlib.train_eval import chance_level, swap_images
-from pidlib.train_stages import StageSpec, run_stage, symbolic_inputs, symbolic_tokens
+from pidlib.training.evaluate import chance_level, swap_images
+from pidlib.training.recipe import RECIPES, Recipe
+from pidlib.training.report import save_embedded
+from pidlib.training.run import initial_model, train_decoder, train_model
+from pidlib.training.stages import StageSpec, run_stage, symbolic_inputs, symbolic_tokens
 
 TINY = StageSpec(steps=2, batch=3, turns=2, warmup=1)
 
@@ -82,7 +87,7 @@ def test_cell_words_reject_free_layout():
 def test_first_turn_equals_the_evaluation_prompt(name):
     """The training sequence's first turn is token-for-token what the processor makes."""
     recipe = _tiny_recipe(name)
-    model, proc, tok = build_untrained(recipe)
+    model, proc, tok = initial_model(recipe)
     s = generate(["ChooseRel"], 1, split="val", seed=1)[0]
     enc = proc(
         images=[s.image], text=[build_prompt(s.question, recipe.family)], return_tensors="pt"
@@ -104,7 +109,7 @@ def test_first_turn_equals_the_evaluation_prompt(name):
 
 
 def test_symbolic_inputs_place_cell_tokens(recipe15):
-    model, _, tok = build_untrained(recipe15)
+    model, _, tok = initial_model(recipe15)
     tc = TokenCache(tok)
     rng = np.random.default_rng(5)
     scenes = [make_scene(rng, MiniGQAConfig()) for _ in range(2)]
@@ -191,10 +196,10 @@ def test_smoke_train_save_load(name, tmp_path):
 def test_shuffled_cells_keep_their_words_and_dense_scenes_follow_the_stage(recipe15):
     """``shuffle_cells`` permutes each scene's cell tokens (row and column words travel with
     them); ``objects`` sets the scene size of the stage's pool; pixels refuse the shuffle."""
-    from pidlib.train import _pool
-    from pidlib.train_stages import _text_batch
+    from pidlib.training.run import _pool
+    from pidlib.training.stages import _text_batch
 
-    _, _, tok = build_untrained(recipe15)
+    _, _, tok = initial_model(recipe15)
     tc = TokenCache(tok)
     plain = replace(recipe15.lm_focus[0], shuffle_cells=False)
     spec = recipe15.lm_focus[0]
@@ -229,7 +234,7 @@ def test_lm_key_tracks_every_decoder_stage_setting():
 
 def test_training_tables_read_the_cards(tmp_path):
     """The book's tables are written from model_card.json, numbers unchanged."""
-    from pidlib.train_report import training_tables
+    from pidlib.models.cards import training_tables
 
     acc = {"image": {"ChooseAttr": 0.875}, "blank": {"ChooseAttr": 0.5}}
     for name in ("m1", "m2"):

@@ -1,0 +1,1 @@
+"""Layer-wise PID jobs, summaries and the claims of every chapter."""

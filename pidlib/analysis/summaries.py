@@ -1,0 +1,176 @@
+"""Summaries of layer-wise PID tables: shares, peaks, last-layer shares, cross-model agreement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pidlib.analysis.layerwise import COLUMNS
+from pidlib.pid.result import ATOMS
+from pidlib.stats import difference_interval
+
+__all__ = [
+    "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
+    "fingerprint_spread", "KNOCKOUT_TRANSFORMS", "knockout_deltas", "knockout_per_task",
+]  # fmt: skip
+
+_FOUR = ATOMS[:4]
+
+
+def _measure(df: pd.DataFrame, measure: str) -> pd.DataFrame:
+    missing = sorted(set(COLUMNS) - set(df.columns))
+    if missing:
+        raise ValueError(f"not a layerwise_pid table: columns {missing} are missing")
+    if measure not in set(df["measure"]):
+        raise ValueError(f"measure {measure!r} not in the table ({sorted(set(df['measure']))})")
+    return df[df["measure"] == measure]
+
+
+def shares(df: pd.DataFrame) -> pd.DataFrame:
+    """The four atoms' rows with ``share`` = value / I(V,L;Y) at the same (model, task, layer,
+    measure); NaN where the total is 0."""
+    keys = ["model", "task", "layer", "measure"]
+    total = df[df["atom"] == "total"][[*keys, "value"]].rename(columns={"value": "_total"})
+    out = df[df["atom"].isin(_FOUR)].merge(total, on=keys, how="left")
+    out["share"] = out["value"] / out["_total"].where(out["_total"] > 0)
+    return out.drop(columns="_total").reset_index(drop=True)
+
+
+def peak_layers(df: pd.DataFrame, atom: str = "unique_1", measure: str = "mmi") -> pd.DataFrame:
+    """Per (model, task): the layer (and relative depth) where ``atom`` peaks, and its value.
+
+    The default, U_V, tests the paper's claim that vision-unique information peaks early.
+    Ties go to the shallowest layer.
+    """
+    if atom not in ATOMS:
+        raise ValueError(f"atom {atom!r} is not one of {ATOMS}")
+    sub = _measure(df, measure)
+    sub = sub[sub["atom"] == atom].sort_values(["model", "task", "layer"])
+    idx = sub.groupby(["model", "task"], sort=False)["value"].idxmax()
+    cols = ["model", "task", "layer", "n_layers", "depth", "value"]
+    return sub.loc[idx, cols].reset_index(drop=True)
+
+
+def last_layer_shares(df: pd.DataFrame, measure: str = "mmi") -> pd.DataFrame:
+    """Per (model, task): each atom's share of I(V,L;Y) at the last layer (wide: one column per
+    atom). The paper's "82%" is the ``unique_2`` (U_L) column averaged over tasks."""
+    sub = shares(_measure(df, measure))
+    sub = sub[sub["layer"] == sub["n_layers"]]
+    wide = sub.pivot_table(index=["model", "task"], columns="atom", values="share", sort=False)
+    return wide.reindex(columns=list(_FOUR)).reset_index().rename_axis(columns=None)
+
+
+def _trajectory(sub: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    sub = sub.sort_values("layer")
+    return sub["depth"].to_numpy(float), sub[column].to_numpy(float)
+
+
+def trajectory_correlation(
+    df: pd.DataFrame,
+    models: Sequence[str] | None = None,
+    *,
+    measure: str = "mmi",
+    atoms: Sequence[str] = (*_FOUR, "total"),
+    column: str = "value",
+) -> pd.DataFrame:
+    """Pearson correlation over depth of each atom's trajectory in two models, per task.
+
+    ``models``: the two models (default: the table's two). ``column``: "value" (bits) or
+    "share" (fraction of I(V,L;Y)). Trajectories are aligned on relative depth (layer /
+    n_layers): with equal layer counts layer by layer; otherwise the deeper model's trajectory
+    is linearly interpolated at the shallower model's depths, so each of its layers counts
+    once. Columns: task, atom, model_a, model_b, r, n_points (NaN r for a constant trajectory).
+    """
+    sub = _measure(df, measure)
+    if column == "share":
+        sub = shares(sub)
+    elif column != "value":
+        raise ValueError(f"column must be 'value' or 'share', got {column!r}")
+    names = list(dict.fromkeys(sub["model"])) if models is None else list(models)
+    if len(names) != 2 or any(m not in set(sub["model"]) for m in names):
+        raise ValueError(
+            f"need two models from the table ({sorted(set(sub['model']))}), got {names}"
+        )
+    bad = [a for a in atoms if a not in ATOMS or (column == "share" and a not in _FOUR)]
+    if bad:
+        raise ValueError(f"atoms {bad} not available for column {column!r}")
+    rows = []
+    tasks = [
+        t for t in dict.fromkeys(sub["task"]) if set(sub[sub["task"] == t]["model"]) >= set(names)
+    ]
+    for task in tasks:
+        for atom in atoms:
+            sel = sub[(sub["task"] == task) & (sub["atom"] == atom)]
+            (da, va), (db, vb) = (_trajectory(sel[sel["model"] == m], column) for m in names)
+            if len(da) > len(db):
+                va = np.interp(db, da, va)
+            elif len(db) > len(da):
+                vb = np.interp(da, db, vb)
+            ok = np.isfinite(va) & np.isfinite(vb)
+            va, vb = va[ok], vb[ok]
+            r = np.nan
+            if len(va) > 2 and np.std(va) > 0 and np.std(vb) > 0:
+                r = float(np.corrcoef(va, vb)[0, 1])
+            rows.append((task, atom, names[0], names[1], r, len(va)))
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["task", "atom", "model_a", "model_b", "r", "n_points"])
+
+
+def fingerprint_table(sh: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Each task's mean share of every atom over all layers and models (one row per task, one
+    column per atom, named by ``labels``), sorted by redundancy."""
+    labels = labels or {}
+    table = sh.groupby(["task", "atom"])["share"].mean().unstack("atom").rename(columns=labels)
+    return table.sort_values(labels.get("redundancy", "redundancy"))
+
+
+def fingerprint_spread(sh: pd.DataFrame) -> tuple[pd.Series, pd.Series | None]:
+    """How different the fingerprints are: per atom, the standard deviation of its share across
+    tasks (same model and layer), averaged over layers and models; and across models (same task
+    and layer), or ``None`` with one model."""
+    task_spread = sh.groupby(["model", "atom", "layer"])["share"].std().groupby("atom").mean()
+    if sh["model"].nunique() < 2:
+        return task_spread, None
+    model_spread = sh.groupby(["task", "atom", "layer"])["share"].std().groupby("atom").mean()
+    return task_spread, model_spread
+
+
+_KEYS = ["model", "task", "layer", "depth", "measure", "atom"]
+
+#: The two ways the knocked-out activations are measured: PCA and flows refit on them, or the
+#: clean run's reused (in this order in every table and claim list).
+KNOCKOUT_TRANSFORMS: tuple[str, ...] = ("refit", "clean maps reused")
+
+
+def knockout_deltas(clean: pd.DataFrame, ko: pd.DataFrame) -> pd.DataFrame:
+    """Knockout minus clean per layer-wise row (``delta``), with the interval of a difference of
+    two independent estimates (:func:`pidlib.stats.difference_interval`)."""
+    d = clean.merge(ko, on=_KEYS, suffixes=("_clean", "_ko"))
+    d["delta"], d["lo"], d["hi"] = difference_interval(
+        d["value_clean"], d["lo_clean"], d["hi_clean"], d["value_ko"], d["lo_ko"], d["hi_ko"]
+    )
+    return d
+
+
+def knockout_per_task(
+    deltas: pd.DataFrame, clean: pd.DataFrame, late: float = 2 / 3
+) -> pd.DataFrame:
+    """Per (transforms, model, task): mean Δ U_V over late layers (depth >= ``late``), mean Δ S
+    and Δ I(V,L;Y) over all layers (MMI), and the clean run's mean redundancy share."""
+    mmi = deltas[deltas["measure"] == "mmi"]
+
+    def mean_delta(rows: pd.DataFrame, atom: str) -> pd.Series:
+        return rows[rows["atom"] == atom].groupby(["transforms", "model", "task"])["delta"].mean()
+
+    out = pd.DataFrame({
+        "ΔU_V (late layers)": mean_delta(mmi[mmi["depth"] >= late], "unique_1"),
+        "ΔS (all layers)": mean_delta(mmi, "synergy"),
+        "ΔI(V,L;Y) (all layers)": mean_delta(mmi, "total"),
+    }).reset_index()  # fmt: skip
+    red = shares(clean[clean["measure"] == "mmi"])
+    red = red[red["atom"] == "redundancy"].groupby(["model", "task"])["share"].mean()
+    out["clean R share"] = red.reindex(pd.MultiIndex.from_frame(out[["model", "task"]])).to_numpy()
+    return out

@@ -1,0 +1,1 @@
+"""What the chapters read and show: profile inputs, charts, the chapter runner."""

@@ -1,0 +1,171 @@
+"""What the chapters read: a profile's questions and their features per (model, task), and the
+(the profile-to-features pipeline)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pidlib.config.profiles import DatasetSpec, Profile
+from pidlib.core.cache import ArrayCache, open_cache
+from pidlib.core.paths import REPO_ROOT
+from pidlib.data.tasks import Sample, validate_tasks
+from pidlib.extract.features import Features, cached_features, extract_features
+from pidlib.models.fingerprint import source_fingerprint
+from pidlib.models.load import load_model
+
+__all__ = ["DATASETS", "pool_size", "load_samples", "load_features"]
+
+#: Dataset names :func:`load_samples` understands (``DatasetSpec.name``).
+DATASETS: tuple[str, ...] = ("minigqa", "gqa", "gqa-csv")
+
+
+def pool_size(samples_per_task: int, oversample: float) -> int:
+    """Questions to draw per task so that about ``samples_per_task`` survive the correct filter.
+
+    ``oversample`` >= 1 is the inverse of the accuracy one plans for (1.5: two in three correct).
+    """
+    if isinstance(samples_per_task, bool) or not isinstance(samples_per_task, int):
+        raise ValueError(f"samples_per_task: expected an integer, got {samples_per_task!r}")
+    if samples_per_task < 1:
+        raise ValueError(f"samples_per_task: must be >= 1, got {samples_per_task}")
+    if not isinstance(oversample, int | float) or not 1.0 <= oversample <= 20.0:
+        raise ValueError(f"oversample: must be a number in [1, 20], got {oversample!r}")
+    return math.ceil(samples_per_task * oversample)
+
+
+def _path(raw: str | None, what: str, name: str) -> Path:
+    """A profile path: absolute, relative to the working directory, or to the repository root."""
+    if raw is None:
+        raise ValueError(f"dataset {name!r} needs dataset.{what} (a path)")
+    path = Path(raw).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = REPO_ROOT / path
+    if not path.exists():
+        hint = "the balanced questions JSON" if what == "questions" else "a folder of <imageId>.jpg"
+        raise FileNotFoundError(
+            f"dataset {name!r}: dataset.{what} {raw!r} not found (looked in the working directory "
+            f"and {REPO_ROOT}); it must point at {hint}. See the README on getting GQA."
+        )
+    return path
+
+
+def _csv_files(folder: Path, task: str) -> list[Path]:
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else [folder]
+    mine = [f for f in files if f.stem.lower().startswith(task.lower())]
+    if not mine:
+        names = ", ".join(f.name for f in files) or "no CSV files"
+        raise FileNotFoundError(f"dataset 'gqa-csv': no CSV for {task} in {folder} ({names})")
+    return mine
+
+
+def load_samples(
+    profile: Profile | DatasetSpec,
+    *,
+    tasks: str | list[str] | tuple[str, ...] | None = None,
+    samples_per_task: int | None = None,
+    oversample: float = 1.5,
+) -> dict[str, list[Sample]]:
+    """``{task: samples}`` for a profile (or a bare :class:`~pidlib.config.profiles.DatasetSpec`).
+
+    The pool per task holds ``pool_size(samples_per_task, oversample)`` questions, so that
+    after the correct-answer filter (in
+    :func:`~pidlib.extract.features.extract_features`, which keeps the first
+    ``samples_per_task`` correct ones) enough remain when the model's accuracy is at
+    least ``1 / oversample``; a real GQA list may hold fewer (its file order, truncated).
+
+    - ``minigqa``: :func:`pidlib.data.minigqa.questions.generate` with the dataset's split, seed and
+      language prior; each task has its own random stream, so a task's pool does not depend
+      on which other tasks are asked for.
+    - ``gqa``: a GQA balanced-questions JSON (``dataset.questions``) and image folder.
+    - ``gqa-csv``: Zhang et al.'s task CSVs (a folder, one ``<Task>*.csv`` per task).
+
+    ``tasks`` / ``samples_per_task`` default to the profile's (a ``DatasetSpec`` needs both).
+    """
+    spec = profile if isinstance(profile, DatasetSpec) else profile.dataset
+    if not isinstance(spec, DatasetSpec):
+        raise ValueError(f"load_samples: expected a Profile or DatasetSpec, got {type(profile)}")
+    if spec.name not in DATASETS:
+        raise ValueError(f"dataset.name: unknown dataset {spec.name!r}; expected one of {DATASETS}")
+    if isinstance(profile, DatasetSpec) and (tasks is None or samples_per_task is None):
+        raise ValueError("load_samples: with a DatasetSpec, pass tasks= and samples_per_task=")
+    tasks = validate_tasks(tasks if tasks is not None else profile.tasks or "all")
+    n = pool_size(samples_per_task if samples_per_task is not None else profile.samples_per_task,
+                  oversample)  # fmt: skip
+    if spec.name == "minigqa":
+        from pidlib.data.minigqa.questions import generate
+        from pidlib.data.minigqa.scenes import MiniGQAConfig
+
+        config = MiniGQAConfig(prior=spec.prior)
+        return {t: generate([t], n, split=spec.split, seed=spec.seed, config=config) for t in tasks}
+    images = _path(spec.images, "images", spec.name)
+    if not images.is_dir():
+        raise FileNotFoundError(f"dataset.images {str(images)!r} is not a folder")
+    questions = _path(spec.questions, "questions", spec.name)
+    out: dict[str, list[Sample]] = {}
+    if spec.name == "gqa":
+        from pidlib.data.gqa import load_gqa_questions
+
+        samples = load_gqa_questions(questions, images, tasks, limit=n)
+        for t in tasks:
+            out[t] = [s for s in samples if s.task == t]
+    else:
+        from pidlib.data.gqa import load_zhang_csv
+
+        for t in tasks:
+            rows = [s for f in _csv_files(questions, t) for s in load_zhang_csv(f, images, t)]
+            out[t] = rows[:n]
+    empty = [t for t, s in out.items() if not s]
+    if empty:
+        raise ValueError(
+            f"dataset {spec.name!r} ({questions}): no questions for {', '.join(empty)}"
+        )
+    return out
+
+
+def load_features(
+    profile: Profile,
+    *,
+    samples: Mapping[str, Sequence[Sample]] | None = None,
+    cache: ArrayCache | bool = True,
+    oversample: float = 1.5,
+    max_new_tokens: int = 5,
+    progress: bool = True,
+) -> dict[tuple[str, str], Features]:
+    """``{(model, task): Features}`` with the profile's models, tasks, batch size, device, dtype,
+    target and correct filter, ``samples_per_task`` correct samples each where possible.
+
+    ``samples`` default to :func:`load_samples` (``oversample``). Features come from
+    :func:`~pidlib.extract.features.extract_features`; a model is loaded only when one of its
+    chunks is missing from the cache, so a book built without a GPU reads what a GPU run computed.
+    """
+    import torch
+
+    samples = load_samples(profile, oversample=oversample) if samples is None else samples
+    store = open_cache(cache)
+    opts = {"batch_size": profile.batch_size, "chunk_batches": 8, "limit": profile.samples_per_task,
+            "max_new_tokens": max_new_tokens, "correct_only": profile.correct_only,
+            "target": profile.target}  # fmt: skip
+    out: dict[tuple[str, str], Features] = {}
+    for name in profile.models:
+        ident = source_fingerprint(name, dtype=profile.dtype, device=profile.device)
+        loaded = None
+        for task in profile.tasks:
+            if task not in samples:
+                raise ValueError(f"load_features: no samples for task {task}")
+            if loaded is None and ident is not None:
+                got = cached_features(ident, name, samples[task], cache=store or False,
+                                      progress=progress, **opts)  # fmt: skip
+                if got is not None:
+                    out[name, task] = got
+                    continue
+            if loaded is None:
+                loaded = load_model(name, dtype=profile.dtype, device=profile.device)
+            out[name, task] = extract_features(
+                loaded, samples[task], cache=store or False, progress=progress, **opts
+            )
+        del loaded
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return out

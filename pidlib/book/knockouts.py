@@ -1,0 +1,117 @@
+"""Chapter inputs of the knockout chapter: the windowed sweep and the PID under knockout, cached."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from pidlib.analysis.layerwise import layerwise_pid
+from pidlib.analysis.summaries import KNOCKOUT_TRANSFORMS, knockout_deltas
+from pidlib.config.profiles import Profile
+from pidlib.core.cache import cached_table
+from pidlib.data.tasks import Sample
+from pidlib.extract.features import Features
+from pidlib.interventions.knockout import knockout_features
+from pidlib.interventions.sweep import sweep
+from pidlib.models.load import load_model
+from pidlib.models.loaded import LoadedModel
+
+__all__ = ["SWEEP_CODE", "ChapterModels", "correct_samples", "sweep_table", "knockout_pid"]
+
+#: Code whose source versions the cached sweep tables.
+SWEEP_CODE: tuple[str, ...] = (
+    "pidlib.interventions",
+    "pidlib.models.answers",
+    "pidlib.models.prompt",
+)
+
+_SWEEP_COLUMNS = [
+    "model", "task", "flow", "center", "layers", "first_layer", "last_layer", "n_layers",
+    "p_clean", "p_ko", "rel_change", "correct_clean", "correct_ko",
+]  # fmt: skip
+
+
+class ChapterModels:
+    """Loads each of a profile's models on first use only (every result is cached, so a warm
+    build never loads one)."""
+
+    def __init__(self, profile: Profile):
+        self.profile, self._loaded = profile, {}
+
+    def __call__(self, name: str) -> LoadedModel:
+        if name not in self._loaded:
+            self._loaded[name] = load_model(
+                name, dtype=self.profile.dtype, device=self.profile.device
+            )
+        return self._loaded[name]
+
+
+def correct_samples(
+    samples: Sequence[Sample], features: Features, limit: int | None = None
+) -> list[Sample]:
+    """The samples that entered ``features`` (the clean model's correct answers), in feature
+    order, the first ``limit`` of them."""
+    by_qid = {s.qid: s for s in samples}
+    return [by_qid[q] for q in list(features.qid[:limit])]
+
+
+def sweep_table(
+    profile: Profile,
+    samples: Mapping[str, Sequence[Sample]],
+    clean: Mapping[tuple[str, str], Features],
+    n: int,
+    models: ChapterModels,
+) -> pd.DataFrame:
+    """Zhang et al.'s windowed sweep (the profile's flows, window and stride) on the first ``n``
+    correctly answered questions of every (model, task): one row per sample, flow and centre."""
+
+    def run(name: str, task: str) -> pd.DataFrame:
+        loaded = models(name)
+        centers = list(range(0, loaded.num_layers, profile.knockout.stride))
+        res = sweep(loaded, correct_samples(samples[task], clean[name, task], n),
+                    profile.knockout.flows, centers, window=profile.knockout.window,
+                    batch_size=profile.batch_size)  # fmt: skip
+        per = res.per_sample.assign(model=name, task=task, n_layers=loaded.num_layers)
+        return per[_SWEEP_COLUMNS].astype({"center": int, "layers": str})
+
+    tables = []
+    for name in profile.models:
+        for task in profile.tasks:
+            params = {"columns": 2, "model": name, "task": task, "n": n,
+                      "knockout": profile.to_dict()["knockout"],
+                      "features": clean[name, task].info.get("cache_keys", [])}  # fmt: skip
+            tables.append(cached_table("knockout-sweep", params,
+                                       lambda m=name, t=task: run(m, t), SWEEP_CODE))  # fmt: skip
+    return pd.concat(tables, ignore_index=True)
+
+
+def knockout_pid(
+    profile: Profile,
+    samples: Mapping[str, Sequence[Sample]],
+    clean_features: Mapping[tuple[str, str], Features],
+    clean: pd.DataFrame,
+    models: ChapterModels,
+    flow: str = "image->question",
+) -> pd.DataFrame:
+    """Layer-wise PID under an all-layer knockout of ``flow`` on the clean run's correct
+    questions, measured twice ("refit": PCA and flows fitted on the knocked-out activations;
+    "clean maps reused": the clean run's), as knockout-minus-clean deltas with a ``transforms``
+    column (:func:`~pidlib.analysis.summaries.knockout_deltas`)."""
+    ko = {
+        (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
+                                  flow, batch_size=profile.batch_size, target=profile.target)
+        for m in profile.models
+        for t in profile.tasks
+    }  # fmt: skip
+    run = dict(pid_spec=profile.pid, layers=profile.layers, parallel=profile.parallel,
+               seed=profile.seed)  # fmt: skip
+    refit, reused = KNOCKOUT_TRANSFORMS
+    variants = {
+        refit: layerwise_pid(ko, **run),
+        reused: layerwise_pid(ko, fit_features=clean_features, **run),
+    }
+    return pd.concat(
+        [knockout_deltas(clean, table).assign(transforms=v) for v, table in variants.items()],
+        ignore_index=True,
+    )

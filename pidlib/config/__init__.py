@@ -1,0 +1,1 @@
+"""Profiles: YAML files in, one validated frozen configuration out."""

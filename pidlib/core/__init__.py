@@ -1,0 +1,1 @@
+"""Lowest layer: the repository root, the on-disk cache and provenance records."""

@@ -1,0 +1,1 @@
+"""Questions: the six GQA tasks, real GQA loaders and the procedural Mini-GQA."""

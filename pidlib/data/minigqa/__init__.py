@@ -1,0 +1,1 @@
+"""Mini-GQA: procedural GQA-style scenes, programs, questions and an independent verifier."""

@@ -1,0 +1,366 @@
+"""Layer-wise pooled activations V, L and answer targets Y of LLaVA-family models, cached."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from pidlib.core.cache import ArrayCache, cache_key, open_cache
+from pidlib.core.provenance import provenance
+from pidlib.data.fingerprints import samples_fingerprint
+from pidlib.data.tasks import Sample, validate_task
+from pidlib.extract.pooling import Pooler, pool_weights
+from pidlib.extract.targets import TARGETS
+from pidlib.models.answers import (
+    greedy_continuation,
+    normalize_answer,
+    option_token_ids,
+    score_options,
+)
+from pidlib.models.fingerprint import model_fingerprint
+from pidlib.models.hooks import attached
+from pidlib.models.locate import decoder_module
+from pidlib.models.prompt import Encoded, encode
+
+if TYPE_CHECKING:
+    from pidlib.models.loaded import LoadedModel
+
+__all__ = ["CODE", "Features", "extract_features", "cached_features"]
+
+#: Modules whose source is part of every feature cache key (the "code version").
+CODE: tuple[str, ...] = (
+    "pidlib.extract.features", "pidlib.extract.pooling", "pidlib.models.prompt",
+    "pidlib.models.answers",
+)  # fmt: skip
+_KIND = "features"
+_HALF = ("bfloat16", "float16")
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """Pooled activations of one model on one task: the inputs of the layer-wise PID.
+
+    Layer ``l`` is ``output_hidden_states[l]``: 0 = the embeddings (image features already
+    merged), ``1 .. n_layers - 1`` = decoder-layer outputs, ``n_layers`` = the last decoder
+    layer after the final norm. Shapes (n samples, d hidden units, k options):
+
+    - ``V`` (n, n_layers + 1, d): mean over the image-token positions; ``L``: mean over the
+      question span (the raw question's tokens only). float32.
+    - ``option_logits`` (n, k): first-answer-token logit of each option (log-sum-exp over the
+      option's case variants, "yes" / "Yes"); ``last_hidden`` (n, d): final-norm state at the
+      last prompt position. ``prob`` (n,): softmax probability (full vocabulary) of the gold
+      answer's first token, summed over its case variants.
+    - ``answer`` (n,): the normalised greedy answer (cut where it stopped being a prefix of the
+      gold answer); ``correct``: it equals the gold answer (lower-cased, Zhang et al.'s filter);
+      ``choice``: argmax of ``option_logits``; ``gold``: the gold answer's index in ``options``.
+    """
+
+    model: str
+    task: str
+    V: np.ndarray
+    L: np.ndarray
+    option_logits: np.ndarray
+    last_hidden: np.ndarray
+    prob: np.ndarray
+    answer: np.ndarray
+    correct: np.ndarray
+    choice: np.ndarray
+    gold: np.ndarray
+    qid: np.ndarray
+    options: np.ndarray
+    target: str = "logits"
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target: {self.target!r} is not one of {TARGETS}")
+        n = len(self.qid)
+        for name in ("V", "L", "option_logits", "last_hidden", "prob", "answer", "correct"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Features.{name}: {len(getattr(self, name))} rows, expected {n}")
+        if self.V.shape != self.L.shape or self.V.ndim != 3:
+            raise ValueError(
+                f"Features: V {self.V.shape} and L {self.L.shape} must be (n, layers, d)"
+            )
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return len(self.qid)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of decoder layers (``V`` holds ``n_layers + 1`` hidden states)."""
+        return self.V.shape[1] - 1
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Hidden-state indices: 0 (embeddings) ... ``n_layers``."""
+        return tuple(range(self.V.shape[1]))
+
+    @property
+    def Y(self) -> np.ndarray:
+        """The target for :attr:`target`, float32 (n, dy).
+
+        ``logits``: log-odds of the two options (dy = 1); with k > 2 options, the additive
+        log-ratios of the first k - 1 options against the last (dy = k - 1). ``hidden``:
+        ``last_hidden`` (dy = d). ``onehot``: the gold answer's one-hot over the options without
+        the last, redundant column (dy = k - 1).
+        """
+        if self.target == "logits":
+            lg = self.option_logits.astype(np.float64)
+            return (lg[:, :-1] - lg[:, -1:]).astype(np.float32)
+        if self.target == "hidden":
+            return self.last_hidden.astype(np.float32)
+        k = self.option_logits.shape[1]
+        return np.eye(k, dtype=np.float32)[self.gold][:, :-1]
+
+    def select(self, mask: np.ndarray) -> Features:
+        """The samples where boolean ``mask`` (n,) is true (or at integer indices)."""
+        idx = np.asarray(mask)
+        if idx.dtype == bool and idx.shape != (self.n,):
+            raise ValueError(f"select: mask has shape {idx.shape}, expected ({self.n},)")
+        arrays = {k: getattr(self, k)[idx] for k in _ARRAYS}
+        return Features(self.model, self.task, target=self.target, info=self.info, **arrays)
+
+    def with_target(self, target: str) -> Features:
+        """The same features with another target variable."""
+        arrays = {k: getattr(self, k) for k in _ARRAYS}
+        return Features(self.model, self.task, target=target, info=self.info, **arrays)
+
+
+_ARRAYS = ("V", "L", "option_logits", "last_hidden", "prob", "answer", "correct", "choice",
+           "gold", "qid", "options")  # fmt: skip
+
+
+@torch.no_grad()
+def _run_batch(
+    loaded: LoadedModel,
+    batch: Sequence[Sample],
+    max_new_tokens: int,
+    intervention: Callable[[Encoded], contextlib.AbstractContextManager] | None,
+    variants: dict,
+    enc: Encoded | None = None,
+) -> dict[str, np.ndarray]:
+    """One batched prompt forward with pooling hooks, then the greedy continuation."""
+    enc = encode(loaded, batch, padding_side="left") if enc is None else enc
+    weights = pool_weights(enc, enc.inputs["input_ids"].shape[1])
+    pooler = Pooler(decoder_module(loaded.model), weights)
+    ctx = intervention(enc) if intervention is not None else contextlib.nullcontext()
+    with ctx, attached(pooler.hooks()):
+        out = loaded.model(**enc.inputs, use_cache=max_new_tokens > 1, logits_to_keep=1)
+    states, last = pooler.result()
+    logits = out.logits[:, -1].float()
+    first = logits.argmax(-1)
+    gold_text = [normalize_answer(s.answer) for s in batch]
+    answers = greedy_continuation(loaded, out, enc, first, gold_text, max_new_tokens)
+    opt_t, logp = score_options(logits, option_token_ids(loaded, batch, memo=variants))
+    gold = np.asarray([s.options.index(s.answer) for s in batch])
+    opt, prob = opt_t.numpy(), logp[torch.arange(len(batch)), torch.from_numpy(gold)].exp().numpy()
+    return {
+        "V": states[:, :, 0].numpy(),
+        "L": states[:, :, 1].numpy(),
+        "option_logits": opt,
+        "last_hidden": last.numpy(),
+        "prob": prob,
+        "answer": np.asarray(answers, dtype=str),
+        "correct": np.asarray([a == g for a, g in zip(answers, gold_text, strict=True)]),
+        "choice": opt.argmax(1).astype(np.int64),
+        "gold": gold.astype(np.int64),
+        "qid": np.asarray([s.qid for s in batch], dtype=str),
+        "options": np.asarray([list(s.options) for s in batch], dtype=str),
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+class _Missing(LookupError):
+    """A chunk is not in the cache and no model is at hand to compute it."""
+
+
+def _store(arrays: dict[str, np.ndarray], store_dtype: str, model_dtype: str) -> dict:
+    """float16 on disk for the states of a 16-bit model when finite there: as exact as the
+    model's own bf16 states (11 vs 8 significant bits); float32 otherwise."""
+    half = store_dtype == "float16" or (store_dtype == "auto" and model_dtype in _HALF)
+    out = dict(arrays)
+    for k in ("V", "L", "last_hidden") if half else ():
+        cast = arrays[k].astype(np.float16)
+        if np.isfinite(cast).all():
+            out[k] = cast
+    return out
+
+
+def _check(samples: Sequence[Sample], opts: Mapping[str, Any]) -> tuple[list[Sample], str]:
+    samples = list(samples)
+    if not samples:
+        raise ValueError("extract_features: no samples given")
+    tasks = {s.task for s in samples}
+    if len(tasks) != 1:
+        raise ValueError(
+            f"extract_features: samples of several tasks {sorted(tasks)}; pass one task"
+        )
+    if len({len(s.options) for s in samples}) != 1:
+        raise ValueError("extract_features: the samples have different numbers of options")
+    if len({s.qid for s in samples}) != len(samples):
+        raise ValueError("extract_features: duplicate qids in samples")
+    for name in ("batch_size", "chunk_batches", "max_new_tokens", "limit"):
+        v = opts[name]
+        bad = isinstance(v, bool) or not isinstance(v, int) or v < 1
+        if bad and not (name == "limit" and v is None):
+            raise ValueError(f"extract_features: {name} must be a positive integer, got {v!r}")
+    if opts["target"] not in TARGETS:
+        raise ValueError(f"extract_features: target {opts['target']!r} is not one of {TARGETS}")
+    if opts["store_dtype"] not in ("auto", "float32", "float16"):
+        raise ValueError(f"extract_features: store_dtype {opts['store_dtype']!r} is not "
+                         "auto, float32 or float16")  # fmt: skip
+    return samples, validate_task(tasks.pop())
+
+
+def _collect(
+    loaded: LoadedModel | None, ident: Mapping[str, str], name: str, samples: Sequence[Sample],
+    store: ArrayCache | None, intervention: Callable | None, opts: dict[str, Any], progress: bool,
+) -> Features:  # fmt: skip
+    """Features chunk by chunk from the cache, computing missing chunks (``_Missing`` when
+    ``loaded`` is None)."""
+    from tqdm.auto import tqdm
+
+    samples, task = _check(samples, opts)
+    bs, limit, correct_only = opts["batch_size"], opts["limit"], opts["correct_only"]
+    size = bs * opts["chunk_batches"]
+    parts, keys, computed, variants = [], [], 0, {}
+    bar = tqdm(total=len(samples), desc=f"{name} {task}", unit="q", disable=not progress)
+    try:
+        for start in range(0, len(samples), size):
+            chunk = samples[start : start + size]
+            params = {"model": ident, "task": task, "samples": samples_fingerprint(chunk),
+                      "n": len(chunk), "first_qid": chunk[0].qid, "batch_size": bs,
+                      "max_new_tokens": opts["max_new_tokens"], "store_dtype": opts["store_dtype"],
+                      "intervention": opts["intervention_key"]}  # fmt: skip
+            key = cache_key(_KIND, params, CODE)
+            hit = store.load(_KIND, key) if store is not None else None
+            if hit is not None:
+                arrays = hit[0]
+                bar.update(len(chunk))
+            elif loaded is None:
+                raise _Missing(key)
+            else:
+                out = []
+                for i in range(0, len(chunk), bs):
+                    out.append(_run_batch(loaded, chunk[i : i + bs], opts["max_new_tokens"],
+                                          intervention, variants))  # fmt: skip
+                    bar.update(len(out[-1]["qid"]))
+                arrays = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
+                arrays = _store(arrays, opts["store_dtype"], ident["dtype"])
+                computed += 1
+                if store is not None:
+                    store.save(_KIND, key, arrays, params, {"model_name": name})
+            parts.append(arrays)
+            keys.append(key)
+            have = sum(int(p["correct"].sum()) if correct_only else len(p["qid"]) for p in parts)
+            if limit is not None and have >= limit:
+                break
+    finally:
+        bar.close()
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in _ARRAYS}
+    for k in ("V", "L", "last_hidden", "option_logits", "prob"):
+        cat[k] = cat[k].astype(np.float32)
+    n_seen, n_correct = len(cat["qid"]), int(cat["correct"].sum())
+    idx = np.flatnonzero(cat["correct"] if correct_only else np.ones(n_seen, bool))[:limit]
+    info = {"model": ident, "task": task, "n_seen": n_seen, "n_correct": n_correct,
+            "accuracy": n_correct / n_seen, "cache_keys": keys, "chunks_computed": computed,
+            **opts, "provenance": provenance()}  # fmt: skip
+    feats = Features(name, task, target=opts["target"], info=info,
+                     **{k: cat[k][idx] for k in _ARRAYS})  # fmt: skip
+    if limit is not None and feats.n < limit:
+        warnings.warn(f"{name} {task}: only {feats.n} of the {limit} requested "
+                      f"{'correct ' if correct_only else ''}samples", stacklevel=3)  # fmt: skip
+    return feats
+
+
+def extract_features(
+    loaded: LoadedModel,
+    samples: Sequence[Sample],
+    *,
+    batch_size: int = 32,
+    chunk_batches: int = 8,
+    max_new_tokens: int = 5,
+    correct_only: bool = True,
+    limit: int | None = None,
+    target: str = "logits",
+    cache: ArrayCache | bool = True,
+    store_dtype: str = "auto",
+    intervention: Callable[[Encoded], contextlib.AbstractContextManager] | None = None,
+    intervention_key: Any = None,
+    progress: bool = True,
+) -> Features:
+    """Pooled V / L at every layer, the targets and the greedy answers of one model on one task.
+
+    One batched forward per ``batch_size`` samples (left padding, any image sizes, CPU or GPU):
+    hooks on the decoder mean-pool each hidden state in float32 as it is made, so no
+    hidden-state tuple is kept. The greedy answer continues decoding from the prompt's KV cache
+    for up to ``max_new_tokens`` tokens (``1``: the first token alone, no KV cache kept),
+    stopping early for rows that can no longer match their gold answer, so that a batch of
+    wrong answers costs no decoding step; a sample is correct when its normalised, lower-cased
+    greedy answer equals the gold answer (as Zhang et al. filter).
+
+    Cached per chunk of ``chunk_batches`` batches in ``cache`` (an
+    :class:`~pidlib.core.cache.ArrayCache`, ``True`` for the default one, ``False`` for none), keyed
+    by :func:`model_fingerprint`, the samples' content, these parameters, the intervention and
+    the code version; an interrupted run resumes at its first missing chunk. Chunks go in order
+    and the run stops once ``limit`` samples (correct ones if ``correct_only``) are in hand; the
+    first ``limit`` are returned, with ``info`` (accuracy over all samples seen, cache keys,
+    provenance). ``store_dtype``: "auto" = float16 on disk for 16-bit models, float32 otherwise.
+
+    ``intervention(encoded)`` gives a context manager wrapped around each batch's prompt forward
+    (an attention knockout); the greedy continuation runs outside it, on the KV cache the
+    intervened prompt made. ``intervention_key`` (JSON-able) must name it when caching.
+    """
+    opts = {"batch_size": batch_size, "chunk_batches": chunk_batches, "limit": limit,
+            "max_new_tokens": max_new_tokens, "correct_only": bool(correct_only), "target": target,
+            "store_dtype": store_dtype, "intervention_key": intervention_key}  # fmt: skip
+    _check(samples, opts)
+    store = open_cache(cache)
+    if intervention is not None and store is not None and intervention_key is None:
+        raise ValueError(
+            "extract_features: name the intervention with intervention_key= (JSON-able) so "
+            "its features are cached apart from clean ones, or pass cache=False"
+        )
+    ident = model_fingerprint(loaded)
+    return _collect(loaded, ident, str(loaded.name), samples, store, intervention, opts, progress)
+
+
+def cached_features(
+    ident: Mapping[str, str],
+    name: str,
+    samples: Sequence[Sample],
+    *,
+    cache: ArrayCache | bool = True,
+    progress: bool = False,
+    **options: Any,
+) -> Features | None:
+    """The features :func:`extract_features` would return, read from the cache alone (no model):
+    ``None`` when any needed chunk is missing. ``ident``: the model's
+    :func:`~pidlib.models.fingerprint.source_fingerprint`; ``options``: extract_features's
+    keyword arguments (``batch_size``, ``limit``, ``target`` ...)."""
+    opts = {
+        "batch_size": 32, "chunk_batches": 8, "max_new_tokens": 5, "correct_only": True,
+        "limit": None, "target": "logits", "store_dtype": "auto", "intervention_key": None,
+    }  # fmt: skip
+    unknown = sorted(set(options) - set(opts))
+    if unknown:
+        raise ValueError(f"cached_features: unknown options {unknown}")
+    opts.update(options)
+    store = open_cache(cache)
+    if store is None:
+        return None
+    try:
+        return _collect(None, ident, name, samples, store, None, opts, progress)
+    except _Missing:
+        return None

@@ -1,0 +1,1 @@
+"""LLaVA-family models: registry, loading, tiny builders, prompts, answers, module lookup, hooks."""

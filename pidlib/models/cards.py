@@ -1,0 +1,149 @@
+"""Reading the embedded models' model cards: accuracy and stage tables for the book."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pidlib.models.families import KNOWN_MODELS, models_dir
+
+__all__ = [
+    "CONDITIONS", "read_cards", "embedded_cards", "accuracy_table", "stages_table",
+    "pilot_markdown", "training_tables", "card_summary", "training_facts",
+]  # fmt: skip
+
+#: Image conditions of the held-out evaluation: the question's own image, a blank image, and
+#: another scene's image (grounding controls).
+CONDITIONS: tuple[str, ...] = ("image", "blank", "mismatched")
+
+
+def read_cards(names: Sequence[str], root: Path | None = None) -> dict[str, dict]:
+    """``{name: card}`` from ``<root>/<name>/model_card.json``; a clear error if one is missing."""
+    root = models_dir() if root is None else Path(root)
+    cards = {}
+    for name in names:
+        path = root / name / "model_card.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no model card at {path}: train it with python -m pidlib.training"
+            )
+        cards[name] = json.loads(path.read_text())
+    return cards
+
+
+def accuracy_table(cards: dict[str, dict]) -> str:
+    """One row per (task), columns: each model's accuracy with the image / blank / mismatched."""
+    names = list(cards)
+    stored = next(iter(cards.values()))["evaluation"]["accuracy"]
+    conds = [c for c in CONDITIONS if c in stored] + [c for c in stored if c not in CONDITIONS]
+    head = [f"{n} {c}" for n in names for c in conds]
+    lines = ["| task | " + " | ".join(head) + " | chance |", "|---" * (len(head) + 2) + "|"]
+    first = cards[names[0]]["evaluation"]
+    for task, chance in first["chance"].items():
+        cells = [f"{cards[n]['evaluation']['accuracy'][c][task]:.3f}" for n in names for c in conds]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {chance:.3f} |")
+    ev = {n: cards[n]["evaluation"] for n in names}
+    lines.append("")
+    lines.append(
+        "Questions per task: "
+        + ", ".join(
+            f"{n}: {e['n_per_task']} ({e['split']} split, seed {e['seed']})" for n, e in ev.items()
+        )
+    )
+    return "\n".join(lines)
+
+
+def stages_table(cards: dict[str, dict]) -> str:
+    """One row per (model, stage): steps, wall minutes, mean loss at the start and the end."""
+    lines = [
+        "| model | stage | steps | minutes | loss start | loss end |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, card in cards.items():
+        for st in card["stages"]:
+            lines.append(
+                f"| {name} | {st['name']} | {st['steps']} | {st['seconds'] / 60:.1f} | "
+                f"{st['loss_start']:.3f} | {st['loss_end']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def training_tables(names: Sequence[str], root: Path | None = None) -> str:
+    """The accuracy table, the stage table and the pilot log, as one Markdown document."""
+    cards = read_cards(names, root)
+    parts = [
+        "### Held-out accuracy (greedy decoding, real prompt)",
+        accuracy_table(cards),
+        "### Training stages",
+        stages_table(cards),
+    ]
+    pilots = pilot_markdown(cards)
+    if pilots:
+        parts += ["### Pilot log", pilots]
+    return "\n\n".join(parts) + "\n"
+
+
+def embedded_cards(names: Sequence[str]) -> dict[str, dict]:
+    """The cards of those of ``names`` that are embedded (locally trained) models."""
+    return read_cards([n for n in names if n in KNOWN_MODELS and KNOWN_MODELS[n].local])
+
+
+def pilot_markdown(cards: dict[str, dict]) -> str | None:
+    """The pilot log the cards carry (without its title), or ``None``."""
+    pilots = next(
+        (c.get("pilots_markdown") for c in cards.values() if c.get("pilots_markdown")), None
+    )
+    if not pilots:
+        return None
+    return pilots.split("\n", 1)[1].strip() if pilots.startswith("#") else pilots
+
+
+def card_summary(cards: dict[str, dict], target: float = 0.9) -> str:
+    """One Markdown bullet per model: size, training time, accuracy range, blank-image accuracy,
+    and the tasks below ``target``."""
+    lines = []
+    for name, card in cards.items():
+        image = card["evaluation"]["accuracy"]["image"]
+        blank = card["evaluation"]["accuracy"]["blank"]
+        below = {t: a for t, a in image.items() if a < target}
+        listed = ", ".join(f"{t} ({a:.0%})" for t, a in below.items())
+        verdict = (f"Below the {target:.0%} target: {listed}." if below
+                   else f"Every task reaches the {target:.0%} target.")  # fmt: skip
+        lines.append(
+            f"- **{name}** ({card['decoder_layers']} decoder layers, {card['n_parameters']:,} "
+            f"parameters, {card['image_tokens']} image tokens, trained in "
+            f"{card['train_minutes']:.0f} min): accuracy {min(image.values()):.0%}–"
+            f"{max(image.values()):.0%} over tasks, and {sum(blank.values()) / len(blank):.0%} on "
+            f"average with a blank image. {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def training_facts(cards: dict[str, dict]) -> dict:
+    """The numbers the training page quotes, computed from the cards: per model ``minutes``
+    (total), ``decoder_minutes`` (the shared stages), ``own_minutes`` (its align + qa stages),
+    ``image_tokens``, ``compare_attr`` (CompareAttr accuracy); shared: ``decoder_steps``,
+    ``both_minutes`` (the shared decoder once plus each model's own stages), and the recipe of the
+    first model (``recipe``)."""
+    per = {}
+    for name, card in cards.items():
+        shared = [s for s in card["stages"] if s["name"].startswith("lm")]
+        own = [s for s in card["stages"] if not s["name"].startswith("lm")]
+        per[name] = {
+            "minutes": card["train_minutes"],
+            "decoder_minutes": sum(s["seconds"] for s in shared) / 60,
+            "own_minutes": sum(s["seconds"] for s in own) / 60,
+            "decoder_steps": sum(s["steps"] for s in shared),
+            "image_tokens": card["image_tokens"],
+            "compare_attr": card["evaluation"]["accuracy"]["image"].get("CompareAttr"),
+            "threads": card.get("torch_threads"),
+        }
+    first = next(iter(per.values()))
+    return {
+        "models": per,
+        "decoder_steps": first["decoder_steps"],
+        "decoder_minutes": first["decoder_minutes"],
+        "both_minutes": first["decoder_minutes"] + sum(m["own_minutes"] for m in per.values()),
+        "recipe": next(iter(cards.values()))["recipe"],
+    }

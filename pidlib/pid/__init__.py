@@ -1,0 +1,1 @@
+"""Estimators: Gaussian PID, preprocessing, PID Flow, canonical systems (no model or chart code)."""

@@ -1,0 +1,155 @@
+"""Writing the embedded models: weights, model cards, READMEs and the pilot log."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pidlib.core.paths import REPO_ROOT
+from pidlib.models.cards import accuracy_table, stages_table, training_tables
+from pidlib.models.families import check_family
+from pidlib.models.loaded import LoadedModel
+
+__all__ = [
+    "save_embedded",
+    "write_tables",
+    "model_readme",
+    "model_card",
+    "pilot_log",
+]
+
+
+def write_tables(path: Path, names: Sequence[str], root: Path | None = None) -> Path:
+    """Write :func:`training_tables` to ``path`` (for ``{include}`` in the book)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(training_tables(names, root))
+    return path
+
+
+def model_readme(card: dict) -> str:
+    """A model directory's README.md: what the model is, how it was trained, how well it does."""
+    r = card["recipe"]
+    one = {card["name"]: card}
+    lines = [
+        f"# {card['name']}",
+        "",
+        card.get("description", ""),
+        "",
+        f"- Class: `{card['family']}` ({card['n_parameters']:,} parameters); decoder: Llama, "
+        f"{r['layers']} layers, width {r['hidden']}, {r['heads']} heads; vision: CLIP, "
+        f"{r['vision_layers']} layers, width {r['vision_hidden']}, {r['image_size']} px images "
+        f"in {r['patch_size']} px patches; {card['image_tokens']} image tokens per image.",
+        "- Tokenizer: word level (Mini-GQA vocabulary + cell words); processor: the real "
+        "`LlavaProcessor` / `LlavaNextProcessor` around a Pil image processor.",
+        "- Data: Mini-GQA " + json.dumps(r["data"], sort_keys=True),
+        f"- Seeds: {json.dumps(card.get('seeds', {}), sort_keys=True)}",
+        f"- Training: {card['train_minutes']} wall minutes on {card['torch_threads']} CPU "
+        "thread(s), stages below; the decoder stages are shared with the other embedded model.",
+        "- Retrain: `python -m pidlib.training --model " + card["name"] + "`; evaluate: "
+        "`python -m pidlib.training --evaluate " + card["name"] + "`.",
+        "",
+        "## Held-out accuracy",
+        "",
+        accuracy_table(one),
+        "",
+        "## Stages",
+        "",
+        stages_table(one),
+        "",
+        "Full recipe, versions and the pilot log: `model_card.json`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def pilot_log() -> str | None:
+    """The pilot log kept while the recipe was developed (``data/models/PILOTS.md``), if present."""
+    path = REPO_ROOT / "data" / "models" / "PILOTS.md"
+    return path.read_text() if path.is_file() else None
+
+
+def model_card(recipe, logs, ev, n_img: int, pilots: str | None) -> dict:
+    """The ``model_card.json`` content of a trained model (a
+    :class:`~pidlib.training.recipe.Recipe`, its :class:`~pidlib.training.stages.StageLog` list,
+    its :class:`~pidlib.training.evaluate.Evaluation`)."""
+    card = {
+        "description": (
+            f"Tiny {recipe.family} model trained from scratch on Mini-GQA (3x3 grid, 48 px) "
+            "with pidlib.training: shared symbolic decoder stages, vision alignment, QA "
+            "fine-tuning."
+        ),
+        "recipe": recipe.to_dict(),
+        "seeds": {
+            "decoder_init_and_lm_data": recipe.lm_seed,
+            "lm_focus_data": [recipe.lm_seed + 1 + i for i in range(len(recipe.lm_focus))],
+            "model_init_and_align_data": recipe.seed,
+            "qa_data": recipe.seed + 1,
+            "lm_probe_val_questions": recipe.lm_seed,
+            "test_questions": ev.seed,
+        },
+        "data_splits": "training scenes from the 'train' hash bucket only; evaluation on 'test'",
+        "image_tokens": n_img,
+        "stages": [asdict(g) for g in logs],
+        "train_minutes": round(sum(g.seconds for g in logs) / 60, 2),
+        "evaluation": ev.to_dict(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if pilots:
+        card["pilots_markdown"] = pilots
+    return card
+
+
+def save_embedded(
+    model_or_loaded, path: str | os.PathLike, card: Mapping[str, Any], processor=None
+) -> Path:
+    """Save a model + processor (safetensors) with ``model_card.json`` and a README to ``path``.
+
+    ``card`` holds what a reader needs (training data, seed, accuracy, licence ...); the family,
+    parameter count and library versions are added. :func:`load_model` reads it back.
+    """
+    import transformers
+
+    if isinstance(model_or_loaded, LoadedModel):
+        model, processor = model_or_loaded.model, processor or model_or_loaded.processor
+    else:
+        model = model_or_loaded
+    if processor is None:
+        raise ValueError("save_embedded: a processor is needed (pass a LoadedModel or processor=)")
+    family = check_family(model.config.model_type)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    full = {
+        "name": out.name,
+        **dict(card),
+        "family": family,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "decoder_layers": int(model.config.text_config.num_hidden_layers),
+        "versions": {
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    (out / "model_card.json").write_text(
+        json.dumps(full, indent=2, sort_keys=True, default=str) + "\n"
+    )
+    lines = [
+        f"# {full['name']}",
+        "",
+        str(full.get("description", "")),
+        "",
+        "| field | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {json.dumps(v, default=str)} |" for k, v in sorted(full.items())]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    return out
