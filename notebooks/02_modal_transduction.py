@@ -26,7 +26,7 @@
 # is the hidden state mean-pooled over the question tokens. $Y$ is the model's answer: the
 # first-answer-token logits over the task's answer set, a log-odds for two-option tasks. Only
 # questions that the model answers correctly enter. PID Flow (see the Methods chapter) gives
-# the four atoms with 95% intervals, from bootstrap resamples crossed with flow seeds. MMI is
+# the four atoms with 95% cross-fitted intervals (see the Methods chapter). MMI is
 # the headline measure, as in the paper, and BROJA is shown beside it. For the two-option
 # tasks $Y$ is a scalar log-odds, where BROJA and MMI coincide exactly (Barrett, 2015). The two
 # measures can differ only on tasks with more options (CompareAttr).
@@ -42,9 +42,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from pidlib.analysis.claims import record, transduction_claims
+from pidlib.analysis.claims import claims_markdown, record, transduction_claims
 from pidlib.analysis.layerwise import layerwise_pid
 from pidlib.analysis.summaries import (
+    floor_sentence,
     last_layer_shares,
     peak_layers,
     shares,
@@ -99,11 +100,11 @@ charts.figure(
 # :name: fig-transduction-atoms
 #
 # MMI PID atoms (bits) per layer, averaged over tasks, for each model. Layer 0 is the
-# embedding layer. Bands are 95% intervals (bootstrap × flow seeds), averaged over tasks.
+# embedding layer. Bands are 95% intervals (cross-fitted), averaged over tasks.
 # ```
 
 # %%
-sh = shares(pid)
+sh = shares(pid, floor=cfg.floor_bits)
 sh_avg = sh.groupby(["model", "measure", "layer", "atom"], as_index=False)["share"].mean()
 charts.figure(
     charts.atom_trajectories(
@@ -125,14 +126,33 @@ charts.figure(
 # ```
 
 # %% [markdown]
-# ## Where does $U_V$ peak, and what is left at the last layer?
+# ## Is there information to decompose? The floor
+#
+# A share is a fraction of $I(V,L;Y)$; where that total is indistinguishable from zero, a
+# share is a fraction of noise. Each (model, task, layer) therefore gets a lower bound on
+# $I(V,L;Y)$: the lower end of its 95% interval. Shares are shown, and claims tested, only
+# where that bound lies above the profile's floor (`floor_bits`); elsewhere the book reports
+# "no measurable information in the pooled sources", in bits.
 
 # %%
-peaks = peak_layers(pid, "unique_1", "mmi")
+last = last_layer_shares(pid, "mmi", floor=cfg.floor_bits)
+floor_view = last[["model", "task", "total", "total_lo", "measurable"]].round(3)
+floor_view
+
+# %%
+Markdown(floor_sentence(last, cfg.floor_bits))
+
+# %% [markdown]
+# ## Where does $U_V$ peak, and what is left at the last layer?
+#
+# Only layers whose $U_V$ interval lies above the floor can hold a peak; exact ties are
+# counted (`tied`) and averaged, never broken toward the shallow end.
+
+# %%
+peaks = peak_layers(pid, "unique_1", "mmi", floor=cfg.floor_bits)
 peaks
 
 # %%
-last = last_layer_shares(pid, "mmi")
 last
 
 # %% [markdown]
@@ -172,24 +192,17 @@ display_corr
 
 # %%
 choose = [t for t in cfg.tasks if TASK_GQA_TYPES[t][1] == "choose"]
-kind = np.where(last["task"].isin(choose), "choose: options in question order", "other tasks")
-last.assign(tasks=kind).groupby(["model", "tasks"])[["synergy", "unique_2"]].mean().round(3)
+above = last[last["measurable"]]
+kind = np.where(above["task"].isin(choose), "choose: options in question order", "other tasks")
+above.assign(tasks=kind).groupby(["model", "tasks"])[["synergy", "unique_2"]].mean().round(3)
 
 # %% [markdown]
 # ## Summary
 
 # %%
-claims = transduction_claims(peaks, last, corr)
+claims = transduction_claims(peaks, last, corr, cfg.floor_bits)
 record(cfg.name, "02_modal_transduction", claims, cfg.to_dict())
-Markdown(
-    "\n".join(
-        f"- **{c.claim}** (paper: {c.paper}): this build {c.value:.3g} "
-        f"[{c.lo:.3g}, {c.hi:.3g}] {c.unit}; "
-        + {True: "holds", False: "does not hold", None: "not tested"}[c.holds]
-        + "."
-        for c in claims
-    )
-)
+Markdown(claims_markdown(claims))
 
 # %% [markdown]
 # ## References

@@ -115,7 +115,7 @@ def test_flow_false_equals_gaussian_pid_of_the_pca_scores():
     system = canonical.get("mixed")  # Gaussian, dims (4, 4, 2)
     x1, x2, y = system.sampler(3000, 2)
     measures = ("mmi", "broja")
-    est = pid_flow(x1, x2, y, flow=False, measure=measures, pca_variance=0.9)
+    est = pid_flow(x1, x2, y, flow=False, measure=measures, pca_variance=0.9, scheme="bootstrap")
     # independent route: sklearn PCA of the standardised variables with the same kept dims
     scores = []
     for x, k in zip((x1, x2, y), est["mmi"].info["dims"], strict=True):
@@ -154,7 +154,8 @@ def test_pidflow_is_reusable_and_pid_flow_is_its_wrapper(small_data):
     model = PIDFlow(QUICK, seed=5).fit(*small_data)
     z1, z2, zy = model.transform(*small_data)
     assert (z1.shape[1], z2.shape[1], zy.shape[1]) == model.dims
-    again = pid_flow(*small_data, flow_config=QUICK, seed=5, measure=("mmi", "broja"))
+    again = pid_flow(*small_data, flow_config=QUICK, seed=5, measure=("mmi", "broja"),
+                     scheme="bootstrap")  # fmt: skip
     via_model = model.pid(*small_data, measure=("mmi", "broja"))
     for m in again:
         assert again[m].as_dict()["redundancy"] == via_model[m].redundancy
@@ -173,12 +174,14 @@ def test_fit_on_measures_new_rows_through_maps_fitted_elsewhere(small_data):
     fit_rows = [np.asarray(a)[:300] for a in small_data]
     other = [np.asarray(a)[300:] for a in small_data]
     model = PIDFlow(QUICK, seed=2).fit(*fit_rows)
-    est = pid_flow(*other, fit_on=tuple(fit_rows), flow_config=QUICK, seed=2, measure="broja")
-    assert est.as_dict()["redundancy"] == model.pid(*other, measure="broja").redundancy
-    assert est.info["fit_on"] == "given rows"
-    # the rows the maps were fitted on give the ordinary estimate
+    for scheme in ("crossfit", "bootstrap"):  # maps fitted elsewhere: both use every row
+        est = pid_flow(*other, fit_on=tuple(fit_rows), flow_config=QUICK, seed=2, measure="broja",
+                       scheme=scheme)  # fmt: skip
+        assert est.as_dict()["redundancy"] == model.pid(*other, measure="broja").redundancy
+        assert est.info["fit_on"] == "given rows"
+    # the rows the maps were fitted on give the full-sample estimate
     same = pid_flow(*fit_rows, fit_on=tuple(fit_rows), flow_config=QUICK, seed=2)
-    plain = pid_flow(*fit_rows, flow_config=QUICK, seed=2)
+    plain = pid_flow(*fit_rows, flow_config=QUICK, seed=2, scheme="bootstrap")
     assert [getattr(same, k) for k in KEYS] == [getattr(plain, k) for k in KEYS]
     with pytest.raises(ValueError, match="refit_bootstrap"):
         pid_flow(*other, fit_on=tuple(fit_rows), n_bootstrap=2, refit_bootstrap=True)
@@ -193,14 +196,18 @@ def test_bootstrap_reuses_the_fit_unless_asked(small_data, monkeypatch):
     calls = []
     real = flow_mod._train
     monkeypatch.setattr(flow_mod, "_train", lambda *a: calls.append(1) or real(*a))
-    est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=20, n_seeds=2)
+    est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=20, n_seeds=2, scheme="bootstrap")
     assert len(calls) == 2 and est.info["n_replicates"] == 40
     for key in KEYS:
         lo, hi = est.ci[key]
         assert lo <= hi
     calls.clear()
-    est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=3, n_seeds=2, refit_bootstrap=True)
+    est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=3, n_seeds=2, refit_bootstrap=True,
+                   scheme="bootstrap")  # fmt: skip
     assert len(calls) == 2 + 3 * 2 and est.info["n_replicates"] == 6
+    calls.clear()  # cross-fitting: one fit per fold and split, none per subsample
+    est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=20, n_seeds=2, n_folds=3)
+    assert len(calls) == 2 * 3 and est.info["scheme"] == "crossfit"
 
 
 def test_bootstrap_interval_covers_the_truth_in_the_gaussian_case():

@@ -22,7 +22,8 @@ from pidlib.core.provenance import provenance
 from pidlib.stats import t_interval
 
 __all__ = [
-    "Claim", "record", "load_claims", "transduction_claims", "fingerprint_claims",
+    "Claim", "record", "load_claims", "claims_markdown", "transduction_claims",
+    "fingerprint_claims",
     "knockout_claims",
 ]  # fmt: skip
 
@@ -39,6 +40,8 @@ class Claim:
     holds: bool | None  # None: not testable with this build's setup
     unit: str
     detail: str = ""
+    n_tested: int | None = None  # (model, task) pairs the claim was tested on ...
+    n_pairs: int | None = None  # ... of this many (the rest lack measurable information)
 
 
 def _holds(test: bool, *bounds: float) -> bool | None:
@@ -71,32 +74,55 @@ def load_claims(profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def claims_markdown(claims: Sequence[Claim]) -> str:
+    """One Markdown bullet per claim: the paper's value, this build's with its interval, the
+    pairs it was tested on, and the verdict."""
+    verdicts = {True: "holds", False: "does not hold", None: "not tested"}
+    lines = []
+    for c in claims:
+        tested = (f" (tested on {c.n_tested} of {c.n_pairs} (model, task) pairs)"
+                  if c.n_pairs is not None else "")  # fmt: skip
+        value = f"{c.value:.3g} [{c.lo:.3g}, {c.hi:.3g}] {c.unit}"
+        lines.append(f"- **{c.claim}** (paper: {c.paper}): this build {value}{tested}; "
+                     f"{verdicts[c.holds]}.")  # fmt: skip
+    return "\n".join(lines)
+
+
 def transduction_claims(
-    peaks: pd.DataFrame, last: pd.DataFrame, corr: pd.DataFrame | None
+    peaks: pd.DataFrame, last: pd.DataFrame, corr: pd.DataFrame | None, floor: float
 ) -> list[Claim]:
     """The modal-transduction claims from :func:`~pidlib.analysis.summaries.peak_layers` (U_V),
     :func:`~pidlib.analysis.summaries.last_layer_shares` and, for two models,
-    :func:`~pidlib.analysis.summaries.trajectory_correlation` (MMI)."""
-    depth = t_interval(peaks["depth"])
-    ul = t_interval(last["unique_2"])
-    s_max = float(last["synergy"].max())
+    :func:`~pidlib.analysis.summaries.trajectory_correlation` (MMI). Each claim is tested only
+    on the (model, task) pairs above the information ``floor`` (bits) and says how many; with
+    none it is not testable (``holds=None``)."""
+    above_peak, above_last = peaks[peaks["measurable"]], last[last["measurable"]]
+    n_pairs, where = len(peaks), f"(model, task) pairs with I above the {floor:g}-bit floor"
+    depth = t_interval(above_peak["depth"])
+    ul = t_interval(above_last["unique_2"])
+    s_max = float(above_last["synergy"].max()) if len(above_last) else float("nan")
     out = [
         Claim("U_V peaks early and decays", "peak in early layers", *depth,
               holds=_holds(depth[2] <= 0.5, depth[2]), unit="relative depth of the U_V peak",
-              detail="mean over (model, task); holds if the CI lies in the first half"),
+              detail=f"mean over {where} (U_V's interval above it; ties averaged); holds if "
+              "the CI lies in the first half",
+              n_tested=len(above_peak), n_pairs=n_pairs),
         Claim("U_L carries most of the final predictive information", "≈ 82%", *ul,
               holds=_holds(ul[1] >= 0.5, ul[1]), unit="U_L share of I(V,L;Y) at the last layer",
-              detail="mean over (model, task); holds if the CI lies above 50%"),
+              detail=f"mean over {where} at the last layer; holds if the CI lies above 50%",
+              n_tested=len(above_last), n_pairs=n_pairs),
         Claim("Synergy is small on every task", "S < 2% on all tasks", s_max, s_max, s_max,
-              holds=bool(s_max < 0.02), unit="largest last-layer S share",
-              detail="max over (model, task)"),
+              holds=_holds(s_max < 0.02, s_max), unit="largest last-layer S share",
+              detail=f"max over {where} at the last layer",
+              n_tested=len(above_last), n_pairs=n_pairs),
     ]  # fmt: skip
     if corr is not None and len(corr):
         atoms = corr[corr["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy"])]
         r = t_interval(atoms["r"])
         out.append(Claim("Layer-wise trajectories agree across the two models", "r > 0.96", *r,
                          holds=_holds(r[0] > 0.96, r[0]), unit="Pearson r over depth",
-                         detail="mean over tasks and the four atoms"))  # fmt: skip
+                         detail=f"mean over {atoms['task'].nunique()} tasks and the four atoms "
+                         "(bits, every layer)"))  # fmt: skip
     return out
 
 
@@ -113,10 +139,13 @@ def fingerprint_claims(
     Returns the claims and their statistics: ``rho`` / ``p`` (Spearman, pooled), ``by_task``
     (per-task rho) and ``rises`` (fraction of tasks with a positive rho).
     """
-    rho = stats.spearmanr(planted["prior"], planted["share"])
-    by_task = planted.groupby("task").apply(lambda g: stats.spearmanr(g["prior"], g["share"])[0])
+    usable = planted.groupby("task").filter(lambda g: g["prior"].nunique() >= 3)
+    rho = (stats.spearmanr(usable["prior"], usable["share"]) if len(usable) >= 3
+           else (float("nan"), float("nan")))  # fmt: skip
+    by_task = (usable.groupby("task").apply(lambda g: stats.spearmanr(g["prior"], g["share"])[0])
+               if len(usable) else pd.Series(dtype=float))  # fmt: skip
     found = {"rho": float(rho[0]), "p": float(rho[1]), "by_task": by_task,
-             "rises": float(np.mean(by_task > 0))}  # fmt: skip
+             "rises": float(np.mean(by_task > 0)) if len(by_task) else float("nan")}  # fmt: skip
     claims = [
         Claim("Fingerprints differ by task", "strongly task-dependent",
               float(task_spread.mean()), float(task_spread.min()), float(task_spread.max()),
@@ -125,10 +154,14 @@ def fingerprint_claims(
               unit="mean std of atom shares across tasks (fraction)",
               detail="holds if tasks differ more than the two models do on the same task"),
         Claim("Redundancy tracks the (planted) semantic prior", "redundancy governs",
-              found["rho"], float(by_task.min()), float(by_task.max()),
-              holds=bool(rho[0] > 0 and rho[1] < 0.05), unit="Spearman rho(prior, R share)",
+              found["rho"], float(by_task.min()) if len(by_task) else float("nan"),
+              float(by_task.max()) if len(by_task) else float("nan"),
+              holds=_holds(rho[0] > 0 and rho[1] < 0.05, rho[0], rho[1]),
+              unit="Spearman rho(prior, R share)",
+              n_tested=int(usable["task"].nunique()), n_pairs=len(prior_tasks),
               detail=f"pooled over {', '.join(prior_tasks)} and layers {list(probe_layers)}; "
-              f"range = per-task rho; p = {rho[1]:.2g}"),
+              f"range = per-task rho; p = {rho[1]:.2g}; only tasks with shares above the "
+              "information floor at >= 3 prior strengths"),
     ]  # fmt: skip
     return claims, found
 

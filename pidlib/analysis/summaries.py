@@ -13,7 +13,8 @@ from pidlib.stats import difference_interval
 
 __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
-    "fingerprint_spread", "KNOCKOUT_TRANSFORMS", "knockout_deltas", "knockout_per_task",
+    "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_deltas",
+    "knockout_per_task",
 ]  # fmt: skip
 
 _FOUR = ATOMS[:4]
@@ -28,38 +29,63 @@ def _measure(df: pd.DataFrame, measure: str) -> pd.DataFrame:
     return df[df["measure"] == measure]
 
 
-def shares(df: pd.DataFrame) -> pd.DataFrame:
+def shares(df: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     """The four atoms' rows with ``share`` = value / I(V,L;Y) at the same (model, task, layer,
-    measure); NaN where the total is 0."""
+    measure), and the total's bits beside it (``total``, ``total_lo``).
+
+    ``measurable`` is False where the total's lower interval end (its value when there is no
+    interval) is at or below ``floor`` bits: there the pooled sources carry no measurable
+    information, and ``share`` is NaN rather than a fraction of noise."""
     keys = ["model", "task", "layer", "measure"]
-    total = df[df["atom"] == "total"][[*keys, "value"]].rename(columns={"value": "_total"})
+    total = df[df["atom"] == "total"][[*keys, "value", "lo"]]
+    total = total.rename(columns={"value": "total", "lo": "total_lo"})
     out = df[df["atom"].isin(_FOUR)].merge(total, on=keys, how="left")
-    out["share"] = out["value"] / out["_total"].where(out["_total"] > 0)
-    return out.drop(columns="_total").reset_index(drop=True)
+    out["measurable"] = out["total_lo"].fillna(out["total"]) > floor
+    out["share"] = (out["value"] / out["total"]).where(out["measurable"] & (out["total"] > 0))
+    return out.reset_index(drop=True)
 
 
-def peak_layers(df: pd.DataFrame, atom: str = "unique_1", measure: str = "mmi") -> pd.DataFrame:
-    """Per (model, task): the layer (and relative depth) where ``atom`` peaks, and its value.
+def peak_layers(
+    df: pd.DataFrame, atom: str = "unique_1", measure: str = "mmi", floor: float = 0.0
+) -> pd.DataFrame:
+    """Per (model, task): the layer (and relative depth) where ``atom`` peaks, its value, and
+    whether the peak is measurable.
 
-    The default, U_V, tests the paper's claim that vision-unique information peaks early.
-    Ties go to the shallowest layer.
-    """
+    Only layers whose ``atom`` interval lies above ``floor`` bits (lower end, or value without an
+    interval) can hold a peak; a (model, task) with none has ``measurable=False`` and NaN depth.
+    Exact ties are explicit: ``tied`` counts the layers sharing the maximum, and ``depth`` is
+    their mean depth (no tie is broken toward either end). The default, U_V, tests the paper's
+    claim that vision-unique information peaks early."""
     if atom not in ATOMS:
         raise ValueError(f"atom {atom!r} is not one of {ATOMS}")
     sub = _measure(df, measure)
     sub = sub[sub["atom"] == atom].sort_values(["model", "task", "layer"])
-    idx = sub.groupby(["model", "task"], sort=False)["value"].idxmax()
-    cols = ["model", "task", "layer", "n_layers", "depth", "value"]
-    return sub.loc[idx, cols].reset_index(drop=True)
+    rows = []
+    for (model, task), g in sub.groupby(["model", "task"], sort=False):
+        ok = g[g["lo"].fillna(g["value"]) > floor]
+        row = {"model": model, "task": task, "n_layers": int(g["n_layers"].iloc[0]),
+               "layer": np.nan, "depth": np.nan, "value": float(g["value"].max()),
+               "tied": 0, "measurable": not ok.empty}  # fmt: skip
+        if not ok.empty:
+            top = ok[ok["value"] == ok["value"].max()]
+            row.update(layer=float(top["layer"].mean()), depth=float(top["depth"].mean()),
+                       value=float(top["value"].iloc[0]), tied=len(top))  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def last_layer_shares(df: pd.DataFrame, measure: str = "mmi") -> pd.DataFrame:
+def last_layer_shares(df: pd.DataFrame, measure: str = "mmi", floor: float = 0.0) -> pd.DataFrame:
     """Per (model, task): each atom's share of I(V,L;Y) at the last layer (wide: one column per
-    atom). The paper's "82%" is the ``unique_2`` (U_L) column averaged over tasks."""
-    sub = shares(_measure(df, measure))
+    atom), with the total (bits, ``total`` and ``total_lo``) and ``measurable`` (see
+    :func:`shares`). The paper's "82%" is the ``unique_2`` (U_L) column averaged over tasks."""
+    sub = shares(_measure(df, measure), floor)
     sub = sub[sub["layer"] == sub["n_layers"]]
-    wide = sub.pivot_table(index=["model", "task"], columns="atom", values="share", sort=False)
-    return wide.reindex(columns=list(_FOUR)).reset_index().rename_axis(columns=None)
+    wide = sub.pivot_table(index=["model", "task"], columns="atom", values="share", sort=False,
+                           dropna=False)  # fmt: skip
+    wide = wide.reindex(columns=list(_FOUR)).reset_index().rename_axis(columns=None)
+    info = sub.drop_duplicates(["model", "task"])[["model", "task", "total", "total_lo",
+                                                   "measurable"]]  # fmt: skip
+    return wide.merge(info, on=["model", "task"], how="left")
 
 
 def _trajectory(sub: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -121,10 +147,11 @@ def trajectory_correlation(
 
 def fingerprint_table(sh: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Each task's mean share of every atom over all layers and models (one row per task, one
-    column per atom, named by ``labels``), sorted by redundancy."""
+    column per atom, named by ``labels``), sorted by redundancy; tasks without a measurable share
+    (every layer below the information floor) are left out."""
     labels = labels or {}
     table = sh.groupby(["task", "atom"])["share"].mean().unstack("atom").rename(columns=labels)
-    return table.sort_values(labels.get("redundancy", "redundancy"))
+    return table.dropna(how="all").sort_values(labels.get("redundancy", "redundancy"))
 
 
 def fingerprint_spread(sh: pd.DataFrame) -> tuple[pd.Series, pd.Series | None]:
@@ -174,3 +201,22 @@ def knockout_per_task(
     red = red[red["atom"] == "redundancy"].groupby(["model", "task"])["share"].mean()
     out["clean R share"] = red.reindex(pd.MultiIndex.from_frame(out[["model", "task"]])).to_numpy()
     return out
+
+
+def floor_sentence(last: pd.DataFrame, floor: float) -> str:
+    """Markdown: how many (model, task) pairs carry measurable information at the last layer
+    (:func:`last_layer_shares` rows), and the bits of those that do not."""
+    below = last[~last["measurable"]]
+    n_above = int(last["measurable"].sum())
+    text = (f"At the last layer, **{n_above} of {len(last)}** (model, task) pairs have $I(V,L;Y)$ "
+            f"above the {floor:g}-bit floor (lower end of the 95% interval).")  # fmt: skip
+    if len(below):
+        text += (
+            " No measurable information in the pooled sources for: "
+            + "; ".join(
+                f"{r.model} {r.task} ({r.total:.3f} bits, lower end {r.total_lo:.3f})"
+                for r in below.itertuples()
+            )
+            + ". Their shares are not reported."
+        )
+    return text

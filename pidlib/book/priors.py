@@ -21,17 +21,19 @@ def planted_prior_shares(
     tasks: Sequence[str],
     model: str,
     layers: Sequence[int],
+    floor: float = 0.0,
     **overrides: Any,
 ) -> pd.DataFrame:
     """MMI atom shares of ``model`` at ``layers`` on Mini-GQA questions regenerated at each
     language-prior strength ``p`` in ``priors`` (new scenes each time; the model is unchanged):
     :func:`~pidlib.analysis.summaries.shares` rows with a ``prior`` column. ``overrides`` go to
-    :func:`~pidlib.config.profiles.load_profile` (e.g. ``samples_per_task``)."""
+    :func:`~pidlib.config.profiles.load_profile` (e.g. ``samples_per_task``). Shares below the
+    information ``floor`` (bits) are NaN."""
     rows = []
     for p in priors:
         cfg = load_profile(profile, models=[model], tasks=list(tasks),
                            **{**overrides, "dataset.prior": p})  # fmt: skip
         table = layerwise_pid(load_features(cfg), pid_spec=cfg.pid, layers=list(layers),
                               parallel=cfg.parallel, seed=cfg.seed)  # fmt: skip
-        rows.append(shares(table[table["measure"] == "mmi"]).assign(prior=p))
+        rows.append(shares(table[table["measure"] == "mmi"], floor).assign(prior=p))
     return pd.concat(rows, ignore_index=True)

@@ -16,6 +16,7 @@ from pidlib.data.tasks import validate_tasks
 from pidlib.extract.targets import TARGETS
 from pidlib.interventions.spec import FLOWS
 from pidlib.pid.result import MEASURES
+from pidlib.pid.uncertainty import SCHEMES
 
 __all__ = [
     "Profile",
@@ -65,8 +66,11 @@ class PIDSpec:
     n_bootstrap: int = 100
     n_seeds: int = 3
     bias_correction: bool = True
+    scheme: str = "crossfit"  # intervals: cross-fitting + half-subsamples, or the old bootstrap
 
     def validate(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"pid.scheme: {self.scheme!r} is not one of {SCHEMES}")
         bad = [m for m in self.measures if m not in MEASURES]
         if bad or not self.measures:
             raise ValueError(
@@ -132,6 +136,8 @@ class Profile:
     pid: PIDSpec = field(default_factory=PIDSpec)
     knockout: KnockoutSettings = field(default_factory=KnockoutSettings)
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
+    floor_bits: float = 0.05  # information floor: shares and claims need I(V,L;Y) lo above it
+    coverage_reps: int = 50  # replicates per system in the Methods chapter's coverage table
 
     def validate(self) -> Profile:
         if not self.models:
@@ -149,6 +155,10 @@ class Profile:
             raise ValueError(f"dtype: {self.dtype!r} is not float32, bfloat16, float16 or auto")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.floor_bits < 10.0:
+            raise ValueError(f"floor_bits: {self.floor_bits} is outside [0, 10) bits")
+        if self.coverage_reps < 2:
+            raise ValueError(f"coverage_reps: must be >= 2, got {self.coverage_reps}")
         for part in (self.dataset, self.pid, self.knockout, self.parallel):
             part.validate()
         return self

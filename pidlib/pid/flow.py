@@ -22,10 +22,17 @@ from pidlib.pid.flow_nets import (
 from pidlib.pid.gaussian import gaussian_pid
 from pidlib.pid.preprocessing import MarginalGaussianizer, PCAFit, fit_pca
 from pidlib.pid.result import MEASURES, PID
+from pidlib.pid.uncertainty import (
+    CI_KEYS,
+    SCHEMES,
+    fold_indices,
+    half_subsamples,
+    mean_pid,
+    strata,
+    wald_ci,
+)
 
-__all__ = ["OBJECTIVES", "TRANSFORMS", "FlowConfig", "PIDFlow", "RQSpline", "pid_flow"]
-
-_CI_KEYS = (*PID.ATOMS, "total", "mi_1", "mi_2")
+__all__ = ["OBJECTIVES", "SCHEMES", "TRANSFORMS", "FlowConfig", "PIDFlow", "RQSpline", "pid_flow"]
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -234,6 +241,8 @@ def pid_flow(
     n_seeds: int = 1,
     bias_correction: bool = True,
     flow_config: FlowConfig | None = None,
+    scheme: str = "crossfit",
+    n_folds: int = 2,
     refit_bootstrap: bool = False,
     ci_level: float = 0.95,
     fit_on: tuple[Any, Any, Any] | None = None,
@@ -245,43 +254,47 @@ def pid_flow(
     measures, a dict measure -> PID computed from the same latent covariance. ``flow=False`` is the
     plain Gaussian plug-in on the PCA scores.
 
-    The point estimate is the fit with ``seed`` on all samples. Uncertainty (``PID.ci``: 95%, or
-    ``ci_level``, percentile intervals of every atom, ``total``, ``mi_1`` and ``mi_2``) comes from
-    replicates: ``n_seeds`` flows (seeds ``seed, seed + 1, ...``; a single fit when ``flow=False``,
-    which is deterministic) times ``n_bootstrap`` resamples of the samples. By default
-    (``refit_bootstrap=False``) a resample reuses each fitted PCA and flow and resamples their
-    latent rows: cheap, and it captures the covariance's sampling error, while the seeds capture
-    the flow's optimisation noise; the variability of the fitted maps over datasets is left out.
-    ``refit_bootstrap=True`` refits PCA and flows on every resample (``n_bootstrap * n_seeds``
-    fits; duplicated rows can then fall on both sides of the validation split). With
-    ``n_bootstrap=0`` and ``n_seeds > 1`` the replicates are the seeds.
+    ``scheme="crossfit"`` (default): the rows are split into ``n_folds`` folds (within classes
+    when ``y`` is discrete); the maps (marginals, PCA, flows) fitted on the other folds give each
+    fold's latents, so no latent is measured by maps fitted on it. The estimate is the mean of
+    the folds' Gaussian PIDs, averaged over ``n_seeds`` independent splits and flow seeds
+    (repeated cross-fitting). Its interval (``PID.ci``, every atom, ``total``, ``mi_1``,
+    ``mi_2``; level ``ci_level``) is ``estimate ± z · se`` clipped at 0, where ``se`` combines
+    ``n_bootstrap`` half-subsamples of every fold's latents (without replacement, each bias
+    corrected with its own size: :mod:`pidlib.pid.uncertainty`) and the spread over splits.
 
-    ``bias_correction=True`` passes ``n`` to :func:`~pidlib.pid.gaussian.gaussian_pid`, which
-    subtracts the finite-sample bias of the Gaussian plug-in's log-determinants (exact for
-    Gaussian latents)
-    from each mutual information. It does not correct the flow: errors of the Gaussianization and
-    its overfitting to the samples it was trained on (the latents of all ``n`` samples are used)
-    remain. ``info`` records the kept ``dims``, explained variances, training log and replicates.
-    Same arguments and thread count -> bit-identical results.
+    ``scheme="bootstrap"``: the earlier estimator, kept to show why it was replaced: maps fitted
+    on all rows, the estimate from the same rows, and a percentile interval over ``n_bootstrap``
+    resamples of the latent rows (``refit_bootstrap=True``: maps refitted per resample) crossed
+    with ``n_seeds`` flow seeds. Its resamples repeat rows, so their plug-in bias exceeds the
+    correction for the nominal ``n`` and the interval can exclude its own estimate.
+
+    ``bias_correction=True`` passes the rows' number to
+    :func:`~pidlib.pid.gaussian.gaussian_pid`, which subtracts the finite-sample bias of the
+    Gaussian plug-in's log-determinants (exact for Gaussian latents). ``info`` records the kept
+    ``dims``, explained variances, training log and the resampling. Same arguments and thread
+    count -> bit-identical results.
 
     ``fit_on=(x1_fit, x2_fit, y_fit)`` fits PCA and flows on those rows instead (same columns,
     any number of rows) and measures ``(x1, x2, y)`` through the fitted maps: e.g. a knocked-out
-    run seen through the clean run's transforms. Bootstrap resamples then resample ``(x1, x2,
-    y)`` only; ``refit_bootstrap`` is not allowed with it.
+    run seen through the clean run's transforms. Those maps never saw ``(x1, x2, y)``, so the
+    estimate uses all its rows (no folds) and half-subsamples of them give the interval.
     """
     measures = _measures(measure)
     n_bootstrap, n_seeds = (
         _check_int("n_bootstrap", n_bootstrap, 0),
         _check_int("n_seeds", n_seeds, 1),
     )
+    _check_int("n_folds", n_folds, 2)
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}")
     data = _as_data(x1, x2, y)
-    n = len(data[0])
-    if fit_on is not None and refit_bootstrap:
-        raise ValueError("fit_on: maps are fitted once on fit_on; refit_bootstrap must be False")
     if fit_on is not None and (not isinstance(fit_on, tuple | list) or len(fit_on) != 3):
         raise ValueError("fit_on: expected a tuple (x1, x2, y) of arrays")
+    if fit_on is not None and refit_bootstrap:
+        raise ValueError("fit_on: maps are fitted once on fit_on; refit_bootstrap must be False")
     fit_data = data if fit_on is None else _as_data(*fit_on)
 
     def fitted(k: int, rows: list[np.ndarray]) -> PIDFlow:
@@ -289,7 +302,71 @@ def pid_flow(
             flow_config, pca_variance=pca_variance, max_dims=max_dims, flow=flow, seed=seed + k
         ).fit(*rows)
 
-    fits = [fitted(k, fit_data) for k in range(n_seeds if flow else 1)]
+    if scheme == "bootstrap":
+        return _bootstrap(data, fit_data, fitted, measures, measure, n_bootstrap,
+                          n_seeds if flow else 1, bias_correction, refit_bootstrap, ci_level,
+                          seed, fit_on is not None)  # fmt: skip
+    return _crossfit(data, fit_data if fit_on is not None else None, fitted, measures, measure,
+                     n_bootstrap, n_seeds, n_folds, bias_correction, ci_level, seed)  # fmt: skip
+
+
+def _crossfit(data, fit_data, fitted, measures, measure, n_rep, n_seeds, n_folds, bias, level,
+              seed):  # fmt: skip
+    """The cross-fitted estimate and its subsampling interval (see :func:`pid_flow`)."""
+    n = len(data[0])
+    labels = strata(data[2], 1 if fit_data is not None else n_folds)
+    # (fit, latents of the rows it never saw, their class labels) per split and fold
+    parts: list[list[tuple[PIDFlow, np.ndarray, np.ndarray | None]]] = []
+    for s in range(n_seeds):
+        if fit_data is not None:
+            f = fitted(s, fit_data)
+            parts.append([(f, np.concatenate(f.transform(*data), 1), labels)])
+            continue
+        rng = np.random.default_rng([seed, s])
+        split = []
+        for k, held in enumerate(folds := fold_indices(n, n_folds, rng, labels)):
+            train = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != k]))
+            f = fitted(s * n_folds + k, [a[train] for a in data])
+            z = np.concatenate(f.transform(*[a[held] for a in data]), 1)
+            split.append((f, z, None if labels is None else labels[held]))
+        parts.append(split)
+    per_split = [[_pids(z, f.dims, measures, bias) for f, z, _ in split] for split in parts]
+    rng = np.random.default_rng([seed, 7919])
+    reps: list[list[dict[str, PID]]] = [[] for _ in range(n_rep)]
+    factors = []
+    for split in parts:
+        for f, z, lab in split:
+            m = len(z) // 2 if lab is None else sum(int(c) // 2 for c in np.bincount(lab) if c)
+            factors.append(m / (len(z) - m))
+            for r, idx in enumerate(half_subsamples(len(z), n_rep, rng, lab)):
+                reps[r].append(_pids(z[idx], f.dims, measures, bias))
+    f0 = parts[0][0][0]
+    extra = {"scheme": "crossfit", "n_folds": n_folds if fit_data is None else 0,
+             "n_seeds": n_seeds, "n_bootstrap": n_rep, "bias_correction": bias,
+             "ci_level": level, "fit_on": "the data" if fit_data is None else "given rows",
+             "fold_dims": [list(f.dims) for split in parts for f, _, _ in split]}  # fmt: skip
+    out = {}
+    for m in measures:
+        splits = [mean_pid([d[m] for d in split]) for split in per_split]
+        point = mean_pid(splits)
+        ci = None
+        if n_rep >= 2 or n_seeds >= 2:
+            rep = np.array(
+                [[getattr(mean_pid([d[m] for d in r]), k) for k in CI_KEYS] for r in reps]
+            )
+            between = np.array([[getattr(p, k) for k in CI_KEYS] for p in splits])
+            ci = wald_ci(
+                point, rep.reshape(-1, len(CI_KEYS)), between, level, float(np.mean(factors))
+            )
+        out[m] = replace(f0._attach(point, extra), ci=ci)
+    return out if not isinstance(measure, str) else out[measure]
+
+
+def _bootstrap(data, fit_data, fitted, measures, measure, n_bootstrap, n_fits, bias,
+               refit_bootstrap, level, seed, given):  # fmt: skip
+    """The earlier scheme: maps fitted on all rows, a percentile bootstrap of the latents."""
+    n = len(data[0])
+    fits = [fitted(k, fit_data) for k in range(n_fits)]
     latents = [np.concatenate(f.transform(*data), 1) for f in fits]
     reps: list[dict[str, PID]] = []
     rng = np.random.default_rng(seed)
@@ -299,27 +376,20 @@ def pid_flow(
                 rows = [a[idx] for a in data]
                 f = fitted(k, rows)
                 z = np.concatenate(f.transform(*rows), 1)
-            reps.append(_pids(z if refit_bootstrap else z[idx], f.dims, measures, bias_correction))
+            reps.append(_pids(z if refit_bootstrap else z[idx], f.dims, measures, bias))
     if n_bootstrap == 0 and len(fits) > 1:
-        reps = [
-            _pids(z, f.dims, measures, bias_correction) for f, z in zip(fits, latents, strict=True)
-        ]
-    extra = {
-        "n_seeds": len(fits),
-        "n_bootstrap": n_bootstrap,
-        "refit_bootstrap": refit_bootstrap,
-        "bias_correction": bias_correction,
-        "n_replicates": len(reps),
-        "ci_level": ci_level,
-        "fit_on": "given rows" if fit_on is not None else "the data",
-    }
+        reps = [_pids(z, f.dims, measures, bias) for f, z in zip(fits, latents, strict=True)]
+    extra = {"scheme": "bootstrap", "n_seeds": len(fits), "n_bootstrap": n_bootstrap,
+             "refit_bootstrap": refit_bootstrap, "bias_correction": bias,
+             "n_replicates": len(reps), "ci_level": level,
+             "fit_on": "given rows" if given else "the data"}  # fmt: skip
     out = {}
-    for m, pid in _pids(latents[0], fits[0].dims, measures, bias_correction).items():
+    for m, pid in _pids(latents[0], fits[0].dims, measures, bias).items():
         ci = None
         if len(reps) >= 2:
-            q = 100 * np.array([(1 - ci_level) / 2, (1 + ci_level) / 2])
-            vals = np.array([[getattr(r[m], k) for k in _CI_KEYS] for r in reps])
+            q = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+            vals = np.array([[getattr(r[m], k) for k in CI_KEYS] for r in reps])
             lo, hi = np.percentile(vals, q, axis=0)
-            ci = {k: (float(a), float(b)) for k, a, b in zip(_CI_KEYS, lo, hi, strict=True)}
+            ci = {k: (float(a), float(b)) for k, a, b in zip(CI_KEYS, lo, hi, strict=True)}
         out[m] = replace(fits[0]._attach(pid, extra), ci=ci)
     return out if not isinstance(measure, str) else out[measure]

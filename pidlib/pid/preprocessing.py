@@ -9,6 +9,9 @@ from scipy.special import ndtri
 
 __all__ = ["PCAFit", "fit_pca", "MarginalGaussianizer"]
 
+#: Scale (normal units) of the logarithmic tails of :class:`MarginalGaussianizer`.
+_TAIL = 1.0
+
 
 @dataclass(frozen=True, eq=False)
 class PCAFit:
@@ -60,34 +63,48 @@ def fit_pca(x: np.ndarray, variance: float = 0.95, max_dims: int = 32) -> PCAFit
 class MarginalGaussianizer:
     """Monotone map of each column to a standard normal marginal (the Gaussian copula transform).
 
-    Piecewise linear through ``(quantile of the fitted column, normal quantile)`` knots, ``knots``
-    ``(m, k)`` and ``normal`` ``(m,)``, extended linearly beyond the outer knots. Strictly
-    increasing per column, hence invertible: it leaves every mutual information unchanged.
+    Each column is first centred and scaled by its median and standard deviation (``center``,
+    ``scale``, shape ``(k,)``), so that nothing below depends on the column's units or offset.
+    Then piecewise linear through ``(quantile of the fitted column, normal quantile)`` knots,
+    ``knots`` ``(m, k)`` and ``normal`` ``(m,)``.
+    Beyond the outer knots it continues with the outer slope and bends logarithmically
+    (``asinh``), so that rows outside the fitted range (held-out rows, another run's
+    activations) stay moderate even where ties make the outer slope steep. Strictly increasing
+    per column, hence invertible: it leaves every mutual information unchanged.
     """
 
     knots: np.ndarray
     normal: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
 
     @classmethod
     def fit(cls, x: np.ndarray, max_knots: int = 512) -> MarginalGaussianizer:
         """Knots at ``min(n, max_knots)`` evenly spaced probabilities of ``x`` ``(n, k)``."""
         n = len(x)
+        center = np.median(x, axis=0)
+        sd = x.std(0)
+        scale = np.where(sd > 0, sd, 1.0)
         p = np.linspace(0.5 / n, 1 - 0.5 / n, min(n, max_knots))
-        knots = np.quantile(x, p, axis=0)
+        knots = np.quantile((x - center) / scale, p, axis=0)
         # ties (repeated values) would give flat pieces: nudge knots to be strictly increasing
+        # (by a step relative to the standardised column, so the nudge has no units)
         eps = 1e-9 * (np.abs(knots).max(0) + 1.0)
         knots = np.maximum.accumulate(knots + eps * np.arange(len(p))[:, None], axis=0)
-        return cls(knots, ndtri(p))
+        return cls(knots, ndtri(p), center, scale)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Gaussianized columns, same shape as ``x`` ``(n, k)``."""
+        x = (np.asarray(x, dtype=float) - self.center) / self.scale
         out = np.empty_like(x, dtype=float)
         kn, g = self.knots, self.normal
         m = max(2, len(g) // 100)  # tail slopes from the outer 1% of knots (robust)
         for j in range(x.shape[1]):
             v = np.interp(x[:, j], kn[:, j], g)
             lo, hi = x[:, j] < kn[0, j], x[:, j] > kn[-1, j]
-            v[lo] = g[0] + (x[lo, j] - kn[0, j]) * (g[m - 1] - g[0]) / (kn[m - 1, j] - kn[0, j])
-            v[hi] = g[-1] + (x[hi, j] - kn[-1, j]) * (g[-1] - g[-m]) / (kn[-1, j] - kn[-m, j])
+            s_lo = (g[m - 1] - g[0]) / (kn[m - 1, j] - kn[0, j])
+            s_hi = (g[-1] - g[-m]) / (kn[-1, j] - kn[-m, j])
+            v[lo] = g[0] - _TAIL * np.arcsinh((kn[0, j] - x[lo, j]) * s_lo / _TAIL)
+            v[hi] = g[-1] + _TAIL * np.arcsinh((x[hi, j] - kn[-1, j]) * s_hi / _TAIL)
             out[:, j] = v
         return out

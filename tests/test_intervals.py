@@ -1,0 +1,81 @@
+"""PID Flow's intervals: valid by construction and by measured coverage; scale invariance; rare
+classes (issue 21)."""
+
+import numpy as np
+import pytest
+
+from pidlib.pid import canonical
+from pidlib.pid.coverage import coverage, coverage_table, null_system
+from pidlib.pid.flow import pid_flow
+from pidlib.pid.uncertainty import CI_KEYS, fold_indices, half_subsamples, strata
+
+
+def _inside(est) -> bool:
+    return all(est.ci[k][0] - 1e-12 <= getattr(est, k) <= est.ci[k][1] + 1e-12 for k in CI_KEYS)
+
+
+def test_the_old_bootstrap_excludes_its_estimate_where_crossfit_does_not():
+    """No information, book-sized latents (20 + 28 + 1), n = 1000: the percentile bootstrap of
+    latent rows puts its interval above the estimate; the cross-fitted interval holds it."""
+    x1, x2, y = null_system(20, 28, 1).sampler(1000, 0)
+    kw = {"flow": False, "n_bootstrap": 30, "max_dims": 32, "pca_variance": 1.0}
+    old = pid_flow(x1, x2, y, scheme="bootstrap", **kw)
+    new = pid_flow(x1, x2, y, scheme="crossfit", **kw)
+    assert old.ci["total"][0] > old.total  # the defect, reproduced
+    assert _inside(new) and new.ci["total"][0] == 0.0
+
+
+@pytest.mark.parametrize("flow", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_point_estimate_inside_every_interval(flow):
+    for name in ("nl_synergy", "nl_unique"):
+        x1, x2, y = canonical.get(name).sampler(400, 3)
+        est = pid_flow(x1, x2, y, flow=flow, n_bootstrap=8, n_seeds=2, measure=("mmi", "broja"))
+        assert all(_inside(e) for e in est.values()), name
+
+
+def test_coverage_of_gaussian_systems_at_nominal_level():
+    """50 replicates of two Gaussian systems and the null system at n = 500 (plug-in, full PCA):
+    the 95% intervals hold the truth of I(X1,X2;Y) in at least 88% of them."""
+    runs = coverage(["synergy", "unique", null_system(6, 6, 1)], n=500, reps=50, flow=False,
+                    n_bootstrap=20, pca_variance=1.0)  # fmt: skip
+    table = coverage_table(runs)
+    assert runs["point_inside"].all()
+    total = table[table["quantity"] == "total"].set_index("system")["coverage"]
+    assert (total >= 0.88).all(), total
+
+
+def test_folds_and_subsamples_keep_every_class():
+    y = np.r_[np.zeros(90), np.ones(10)].reshape(-1, 1)
+    labels = strata(y, 2)
+    folds = fold_indices(100, 2, np.random.default_rng(0), labels)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(100))
+    assert all(labels[f].sum() == 5 for f in folds)
+    for idx in half_subsamples(100, 5, np.random.default_rng(1), labels):
+        assert len(set(idx)) == len(idx) == 50 and labels[idx].sum() == 5
+
+
+def test_a_rare_class_gives_a_clear_error_not_a_crash():
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(500, 3)), rng.normal(size=(500, 3))
+    y = np.zeros(500)
+    y[:3] = 1
+    with pytest.raises(ValueError, match=r"class counts \[3, 497\]"):
+        pid_flow(x1, x2, y, flow=False, n_bootstrap=5)
+    y[:40] = 1  # enough of each class: every fold and half-subsample keeps both
+    est = pid_flow(x1, x2, y, flow=False, n_bootstrap=5)
+    assert _inside(est)
+
+
+@pytest.fixture(scope="module")
+def mixed_sample():
+    x1, x2, y = canonical.get("nl_mixed").sampler(300, 1)
+    return (x1, x2, y), pid_flow(x1, x2, y, n_bootstrap=0, seed=0)
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(1e-6, 0.0), (1e6, 0.0), (1e-6, 1e5), (1.0, 1e5)])
+def test_rescaling_or_shifting_a_source_leaves_the_estimate(mixed_sample, scale, shift):
+    """PID Flow (flows trained) on 1e-6 .. 1e6 rescaled or 1e5-shifted X1: the same bits."""
+    (x1, x2, y), base = mixed_sample
+    moved = pid_flow(x1 * scale + shift, x2, y, n_bootstrap=0, seed=0)
+    for k in CI_KEYS:
+        assert abs(getattr(moved, k) - getattr(base, k)) < 1e-4, k
