@@ -85,7 +85,7 @@ charts.figure(
 
 # %%
 finger = fingerprint_table(sh, charts.ATOM_LABELS)
-finger.style.format("{:.1%}")
+finger.style.format("{:.1%}").format("{:.3f}", subset=["I(V,L;Y) bits"])
 
 # %%
 # How different are the fingerprints? The spread of each atom's share across tasks, in

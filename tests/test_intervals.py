@@ -79,3 +79,34 @@ def test_rescaling_or_shifting_a_source_leaves_the_estimate(mixed_sample, scale,
     moved = pid_flow(x1 * scale + shift, x2, y, n_bootstrap=0, seed=0)
     for k in CI_KEYS:
         assert abs(getattr(moved, k) - getattr(base, k)) < 1e-4, k
+
+
+def test_layerwise_rows_hold_their_estimates_and_a_violation_is_named():
+    """Every row of a layer-wise table (here: no information at any layer, the case that failed
+    in the book) holds its estimate; a table where one does not is refused, naming the row."""
+    import pandas as pd
+
+    from pidlib.analysis.layerwise import check_intervals, layerwise_pid
+    from pidlib.config.profiles import ParallelSpec, PIDSpec
+    from pidlib.extract.features import Features
+
+    rng = np.random.default_rng(0)
+    n, layers, d = 300, 3, 12
+    feats = Features(
+        "m", "ChooseAttr", V=rng.normal(size=(n, layers, d)).astype(np.float32),
+        L=rng.normal(size=(n, layers, d)).astype(np.float32),
+        option_logits=rng.normal(size=(n, 2)).astype(np.float32),
+        last_hidden=np.zeros((n, d), np.float32), prob=np.full(n, 0.5, np.float32),
+        answer=np.array(["a"] * n), correct=np.ones(n, bool), choice=np.zeros(n, int),
+        gold=np.zeros(n, int), qid=np.array([str(i) for i in range(n)]),
+        options=np.array([["a", "b"]] * n),
+    )  # fmt: skip
+    spec = PIDSpec(measures=("mmi",), max_dims=6, flow=False, n_bootstrap=20, n_seeds=1)
+    table = layerwise_pid(feats, pid_spec=spec, cache=False, progress=False,
+                          parallel=ParallelSpec(backend="sequential"))  # fmt: skip
+    assert ((table["lo"] <= table["value"]) & (table["value"] <= table["hi"])).all()
+    broken = table.copy()
+    broken.loc[0, "lo"] = broken.loc[0, "value"] + 0.1
+    broken.loc[0, "hi"] = broken.loc[0, "value"] + 0.2
+    with pytest.raises(ValueError, match="outside their own interval"):
+        check_intervals(pd.DataFrame(broken))

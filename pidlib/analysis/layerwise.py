@@ -20,7 +20,7 @@ from pidlib.pid.result import ATOMS
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "CODE", "job_seed", "layerwise_pid"]
+__all__ = ["COLUMNS", "CODE", "job_seed", "layerwise_pid", "check_intervals"]
 
 #: 1 = last layer); ``lo`` / ``hi``: 95% interval (NaN without bootstrap); ``dims_*``: the PCA
 #: dimensions kept for V, L and Y; ``seed``: the job's seed.
@@ -247,7 +247,23 @@ def layerwise_pid(
                 rows.append((f.model, f.task, layer, n_layers, layer / n_layers, m, atom,
                              res["value"][i, j], res["lo"][i, j], res["hi"][i, j], f.n,
                              d1, d2, dy, s))  # fmt: skip
-    return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    table = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    check_intervals(table)
+    return table
+
+
+def check_intervals(table: pd.DataFrame) -> None:
+    """Raise ``ValueError`` naming the rows whose estimate lies outside its own interval (a
+    resampling scheme that allows this, like the percentile bootstrap of latent rows, is not
+    valid for PID Flow: see :mod:`pidlib.pid.uncertainty`)."""
+    has = table["lo"].notna() & table["hi"].notna()
+    tol = 1e-9 * (1.0 + table["value"].abs())
+    bad = table[has & ((table["value"] < table["lo"] - tol) | (table["value"] > table["hi"] + tol))]
+    if len(bad):
+        rows = "; ".join(f"{r.model} {r.task} layer {r.layer} {r.measure} {r.atom}: {r.value:.4f} "
+                         f"[{r.lo:.4f}, {r.hi:.4f}]" for r in bad.head(5).itertuples())  # fmt: skip
+        raise ValueError(f"{len(bad)} estimates lie outside their own interval ({rows}); use the "
+                         "cross-fitted scheme (pid.scheme: crossfit)")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- summaries

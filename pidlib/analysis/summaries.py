@@ -147,11 +147,16 @@ def trajectory_correlation(
 
 def fingerprint_table(sh: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Each task's mean share of every atom over all layers and models (one row per task, one
-    column per atom, named by ``labels``), sorted by redundancy; tasks without a measurable share
-    (every layer below the information floor) are left out."""
+    column per atom, named by ``labels``, and the mean I(V,L;Y) in bits of the measurable
+    layers), sorted by redundancy; tasks without a measurable share (every layer below the
+    information floor) are left out."""
     labels = labels or {}
     table = sh.groupby(["task", "atom"])["share"].mean().unstack("atom").rename(columns=labels)
-    return table.dropna(how="all").sort_values(labels.get("redundancy", "redundancy"))
+    bits = sh[sh["measurable"]].drop_duplicates(["model", "task", "layer", "measure"])
+    table["I(V,L;Y) bits"] = bits.groupby("task")["total"].mean()
+    return table.dropna(subset=[c for c in table if c != "I(V,L;Y) bits"], how="all").sort_values(
+        labels.get("redundancy", "redundancy")
+    )
 
 
 def fingerprint_spread(sh: pd.DataFrame) -> tuple[pd.Series, pd.Series | None]:
