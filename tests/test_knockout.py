@@ -358,3 +358,27 @@ def test_knockout_features_change_only_layers_after_the_block(tiny_llava, tiny_s
     assert np.array_equal(ko.V[:, 2], clean.V[:, 2])  # image rows are not queries of this flow
     assert not np.allclose(ko.L[:, 2], clean.L[:, 2])
     assert callable(knockout_intervention(tiny_llava, spec))
+
+
+@pytest.mark.parametrize("family", ["llava", "llava_next"])
+def test_vision_states_cannot_see_the_question(family, tiny_tokenizer, tiny_samples, make_image):
+    """Image tokens precede the question, so under causal attention the pooled image-token state
+    V is a function of the image alone: an all-layer Image->Question knockout leaves V
+    bit-identical at every layer (while L changes)."""
+    from pidlib.extract.features import extract_features
+
+    loaded = _tiny(family, tiny_tokenizer)
+    first = tiny_samples[0]
+    samples = [first, dataclasses.replace(first, qid="t0b", image=make_image(36, 28, seed=4))]
+    kw = {"cache": False, "progress": False, "max_new_tokens": 1, "correct_only": False}
+    clean = extract_features(loaded, samples, **kw)
+    ko = knockout_features(loaded, samples, "image->question", **kw)
+    assert np.array_equal(ko.V, clean.V)
+    assert not np.allclose(ko.L[:, 1:], clean.L[:, 1:])
+
+
+def test_a_one_layer_window_blocks_only_that_layer():
+    for n_layers in (8, 32):
+        for centre in range(n_layers):
+            assert Window(centre, 1).layers(n_layers) == (centre,)
+            assert window(centre, 1, n_layers=n_layers) == (centre,)
