@@ -322,3 +322,23 @@ def test_load_features_reads_the_cache_without_the_model(
 
 def _no_model(*args, **kwargs):
     raise AssertionError("the model was loaded although its features are cached")
+
+
+def test_targets_canonical_order_and_margin():
+    """``canonical`` does not flip with the order the question names its options; ``margin`` is
+    the gold logit minus the log-sum-exp of the others."""
+    from pidlib.extract.features import Features
+
+    n = 4
+    opts = np.array([["red", "blue"], ["blue", "red"], ["red", "blue"], ["blue", "red"]])
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 3.0], [3.0, 1.0]], np.float32)
+    f = Features("m", "ChooseAttr", V=np.zeros((n, 2, 3), np.float32),
+                 L=np.zeros((n, 2, 3), np.float32), option_logits=logits,
+                 last_hidden=np.zeros((n, 3), np.float32), prob=np.ones(n, np.float32),
+                 answer=np.array(["red"] * n), correct=np.ones(n, bool), choice=np.zeros(n, int),
+                 gold=np.array([0, 1, 1, 0]), qid=np.array(list("abcd")), options=opts)  # fmt: skip
+    assert f.Y[:, 0].tolist() == [2.0, -2.0, -2.0, 2.0]  # question order: flips
+    canon = f.with_target("canonical").Y[:, 0]  # alphabetical: blue - red
+    assert canon.tolist() == [-2.0, -2.0, 2.0, 2.0]
+    margin = f.with_target("margin").Y[:, 0]
+    assert np.allclose(margin, [2.0, 2.0, 2.0, 2.0])

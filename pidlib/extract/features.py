@@ -108,14 +108,25 @@ class Features:
     def Y(self) -> np.ndarray:
         """The target for :attr:`target`, float32 (n, dy).
 
-        ``logits``: log-odds of the two options (dy = 1); with k > 2 options, the additive
-        log-ratios of the first k - 1 options against the last (dy = k - 1). ``hidden``:
-        ``last_hidden`` (dy = d). ``onehot``: the gold answer's one-hot over the options without
-        the last, redundant column (dy = k - 1).
+        ``logits``: log-odds of the two options in the order the question names them (dy = 1);
+        with k > 2 options, the additive log-ratios of the first k - 1 options against the last
+        (dy = k - 1). Where the order is drawn at random per question (the choose tasks), this Y
+        flips with it, so ``I(image; Y) = 0`` by construction. ``canonical``: the same log-ratios
+        with each question's options in alphabetical order, a question-independent order.
+        ``margin``: the gold answer's logit minus the log-sum-exp of the other options' (dy = 1),
+        the model's confidence in the right answer. ``hidden``: ``last_hidden`` (dy = d).
+        ``onehot``: the gold answer's one-hot over the options without the last, redundant
+        column (dy = k - 1).
         """
-        if self.target == "logits":
-            lg = self.option_logits.astype(np.float64)
+        lg = self.option_logits.astype(np.float64)
+        if self.target in ("logits", "canonical"):
+            if self.target == "canonical":
+                lg = np.take_along_axis(lg, np.argsort(self.options, axis=1), axis=1)
             return (lg[:, :-1] - lg[:, -1:]).astype(np.float32)
+        if self.target == "margin":
+            gold = np.take_along_axis(lg, self.gold[:, None], axis=1)[:, 0]
+            others = np.where(np.arange(lg.shape[1]) == self.gold[:, None], -np.inf, lg)
+            return (gold - np.logaddexp.reduce(others, axis=1))[:, None].astype(np.float32)
         if self.target == "hidden":
             return self.last_hidden.astype(np.float32)
         k = self.option_logits.shape[1]

@@ -5,4 +5,4 @@ from __future__ import annotations
 __all__ = ["TARGETS"]
 
 #: The answer variables Y can be (see :attr:`Features.Y`).
-TARGETS: tuple[str, ...] = ("logits", "hidden", "onehot")
+TARGETS: tuple[str, ...] = ("logits", "canonical", "margin", "hidden", "onehot")
