@@ -24,6 +24,7 @@ from pidlib.book.charts import write_vega_bundle
 from pidlib.book.runner import chapters, execute_chapter
 from pidlib.config.profiles import load_profile
 from pidlib.core.paths import REPO_ROOT as ROOT
+from pidlib.core.paths import build_dir
 from pidlib.core.provenance import provenance
 
 DEFAULT_PROFILE = "cpu"
@@ -60,9 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="notebook stems to execute (default: all)")
     ap.add_argument("--no-html", action="store_true", help="execute only, skip jupyter-book")
     args = ap.parse_args(argv)
-    load_profile(args.profile)  # fail fast on a bad profile, before any work
-
-    out_dir = ROOT / "build" / args.profile
+    profile = load_profile(args.profile)  # fail fast on a bad profile, before any work
+    # A profile file may live anywhere: chapters get its absolute path (they run in the
+    # repository root), and folders are named from the profile's name, never from the argument.
+    given = Path(args.profile)
+    arg = str(given.resolve()) if given.suffix in (".yaml", ".yml") else args.profile
+    out_dir = build_dir(profile.name)
     figures = out_dir / "figures"
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
@@ -71,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         ap.error(f"--only: {err}")
     for src in sources:
-        print(f"[book] executing {src.name} (profile {args.profile}) ...", flush=True)
-        seconds = execute_chapter(src, out_dir / f"{src.stem}.ipynb", {"profile": args.profile},
+        print(f"[book] executing {src.name} (profile {profile.name}) ...", flush=True)
+        seconds = execute_chapter(src, out_dir / f"{src.stem}.ipynb", {"profile": arg},
                                   figures=figures)  # fmt: skip
         timings[src.stem] = {
             "seconds": round(seconds, 1),
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         timings_path.write_text(json.dumps(timings, indent=1))
         print(f"[book]   {src.stem}: {seconds:.1f} s", flush=True)
     (out_dir / "provenance.json").write_text(
-        json.dumps({"profile": args.profile, **provenance()}, indent=1)
+        json.dumps({"profile": profile.name, "source": arg, **provenance()}, indent=1)
     )
     if args.no_html:
         return 0
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     write_vega_bundle(ROOT / "build" / "_static")
     write_mathjax(ROOT / "build" / "_static")
     # jupyter-book writes to <path-output>/_build/html
-    path_output = ROOT if args.profile == DEFAULT_PROFILE else ROOT / "_build" / args.profile
+    path_output = ROOT if profile.name == DEFAULT_PROFILE else ROOT / "_build" / profile.name
     html_out = path_output / "_build"
     cmd = [
         str(Path(sys.executable).parent / "jupyter-book"),

@@ -434,6 +434,7 @@ def test_load_model_reads_the_legacy_llava_hf_layout(tiny_model, tiny_samples, t
         image_cfg.pop("do_pad")
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(image_cfg))
     (tmp_path / "processor_config.json").write_text(json.dumps(proc_cfg))
+    (tmp_path / "model_card.json").unlink()  # llava-hf folders carry no pidlib card (checksums)
     loaded = load_model(tmp_path)  # check_image_tokens runs inside
     expected = (
         "CLIPImageProcessorPil" if tiny_model.family == "llava" else "LlavaNextImageProcessorPil"

@@ -8,7 +8,7 @@ from pidlib.data.tasks import TASKS
 
 @pytest.mark.parametrize("name", available_profiles())
 def test_every_profile_validates(name):
-    p = load_profile(name)
+    p = load_profile(name, check_paths=False)  # the real models' GQA files need not be here
     assert p.name == name
     assert set(p.tasks) <= set(TASKS) and p.tasks
     assert p.to_dict()["name"] == name

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 from pidlib.config.profiles import ParallelSpec
+from pidlib.core.watchdog import exit_with_parent
 
 __all__ = ["backend"]
 
@@ -13,7 +15,8 @@ __all__ = ["backend"]
 @contextlib.contextmanager
 def backend(parallel: ParallelSpec) -> Iterator[None]:
     """joblib's backend for ``parallel``; dask / ray connect to ``parallel.address`` (or start a
-    local cluster), and need their packages."""
+    local cluster), and need their packages. Local (loky) workers watch this process and exit
+    when it dies (:func:`~pidlib.core.watchdog.exit_with_parent`)."""
     import joblib
 
     parallel.validate()
@@ -41,7 +44,9 @@ def backend(parallel: ParallelSpec) -> Iterator[None]:
         with joblib.parallel_config(backend="ray", n_jobs=parallel.n_jobs):
             yield
         return
+    # local worker processes end with this one, even after kill -9
+    watch = {"initializer": exit_with_parent, "initargs": (os.getpid(),)} if name == "loky" else {}
     with joblib.parallel_config(
-        backend=name, n_jobs=1 if name == "sequential" else parallel.n_jobs
+        backend=name, n_jobs=1 if name == "sequential" else parallel.n_jobs, **watch
     ):
         yield

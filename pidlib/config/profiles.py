@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from pidlib.config.checks import check_profile_paths
+from pidlib.config.yamlfile import read_yaml
 from pidlib.core.paths import REPO_ROOT
 from pidlib.data.tasks import validate_tasks
 from pidlib.extract.targets import TARGETS
@@ -116,6 +119,11 @@ class ParallelSpec:
             raise ValueError("parallel.n_jobs: must be non-zero (joblib semantics, -1 = all cores)")
 
 
+#: A profile's name names its build folder, ``build/<name>/``.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_RESERVED = ("book", "_static")  # build/book/ and build/_static/ hold the staged book
+
+
 @dataclass(frozen=True)
 class Profile:
     """Everything a chapter needs to know to run: models, data, PID and knockout settings."""
@@ -140,6 +148,11 @@ class Profile:
     coverage_reps: int = 50  # replicates per system in the Methods chapter's coverage table
 
     def validate(self) -> Profile:
+        if not _FOLDER_NAME.fullmatch(str(self.name)) or self.name in _RESERVED:
+            raise ValueError(
+                f"name: {self.name!r} must be a plain folder name (letters, digits, '.', '_', '-'; "
+                f"not starting with '.', not {' or '.join(_RESERVED)}): build/<name>/ is its folder"
+            )
         if not self.models:
             raise ValueError("models: at least one model is needed")
         object.__setattr__(self, "tasks", validate_tasks(self.tasks or "all"))
@@ -168,6 +181,10 @@ class Profile:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
+#: The profile's sections (nested mappings): an override of one merges into it.
+_SECTIONS = frozenset(k for k, t in get_type_hints(Profile).items() if dataclasses.is_dataclass(t))
+
+
 def available_profiles() -> list[str]:
     """Names of the profiles shipped in ``profiles/``."""
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
@@ -183,13 +200,21 @@ def _read(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any
         )
     if str(path) in seen:
         raise ValueError(f"profile {path}: circular 'extends'")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw, lines = read_yaml(path)
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise ValueError(f"profile {path}: top level must be a mapping")
+        raise ValueError(f"profile {path}: top level must be a mapping, not a {type(raw).__name__}")
     base = raw.pop("extends", None)
     raw.setdefault("name", path.stem)
     if base is None:
         return raw
+    if not isinstance(base, str) or not base.strip():
+        raise ValueError(
+            f"profile {path}, line {lines.get('extends', '?')}: extends: {base!r} must be a "
+            f"profile name ({', '.join(available_profiles())}) or a path to a .yaml file"
+        )
+    if Path(base).suffix in (".yaml", ".yml") and not Path(base).is_absolute():
+        base = str(path.parent / base) if (path.parent / base).is_file() else base
     merged = _merge(_read(base, (*seen, str(path))), raw)
     merged["name"] = raw["name"]
     return merged
@@ -261,25 +286,45 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def load_profile(name_or_path: str | Path = "cpu", **overrides: Any) -> Profile:
+def _override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Apply one override: ``key`` is top-level or dotted (``pid.n_bootstrap``); a mapping (or
+    its YAML text, as papermill passes it) for a section merges into the section."""
+    *parents, leaf = key.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {key}: {p} is not a section")
+    if not parents and leaf in _SECTIONS and isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {key}: not a YAML mapping ({err})") from None
+    if isinstance(value, Mapping) and isinstance(node.get(leaf), Mapping):
+        value = _merge(dict(node[leaf]), value)
+    node[leaf] = value
+
+
+def load_profile(
+    name_or_path: str | Path = "cpu", *, check_paths: bool = True, **overrides: Any
+) -> Profile:
     """Load a named profile (``profiles/<name>.yaml``) or a YAML path, apply overrides, validate.
 
-    Overrides are top-level keys (``tasks=["ChooseAttr"]``) or dotted keys for nested sections
-    (``**{"pid.n_bootstrap": 10}``); ``None`` values are ignored, so a notebook can pass its
-    parameters cell straight through. Unknown keys and bad values raise ``ValueError`` naming
-    the key.
+    Overrides are top-level keys (``tasks=["ChooseAttr"]``), dotted keys for nested sections
+    (``**{"pid.n_bootstrap": 10}``), or a mapping per section (``pid={"n_bootstrap": 10}``,
+    also as papermill's text ``"{n_bootstrap: 10}"``), which merges into the section; ``None``
+    values are ignored, so a notebook can pass its parameters cell straight through. Unknown
+    keys and bad values raise ``ValueError`` naming the key; YAML errors and duplicate keys
+    name the file and the line. ``check_paths``: local model folders and real-GQA paths must
+    exist (``FileNotFoundError`` naming the key), so a run fails before any work.
     """
     raw = _read(name_or_path)
     for key, value in overrides.items():
-        if value is None:
-            continue
-        *parents, leaf = key.split(".")
-        node = raw
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {key}: {p} is not a section")
-        node[leaf] = value
+        if value is not None:
+            _override(raw, key, value)
     if raw.get("tasks") == "all":
         raw["tasks"] = ()
-    return _build(Profile, raw).validate()
+    profile = _build(Profile, raw).validate()
+    if check_paths:
+        check_profile_paths(profile.name, profile.models, profile.dataset)
+    return profile

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from pidlib.models.checksums import check_finite, check_folder
 from pidlib.models.families import FAMILIES, PROMPT_STYLES, resolve_model
 from pidlib.models.loaded import LoadedModel
 from pidlib.models.prompt import check_image_tokens
@@ -80,7 +81,8 @@ def load_model(
     only with ``allow_download``. ``dtype="auto"``: float32 on CPU, the checkpoint's type on
     GPU. The model is in eval mode with gradients off. ``cache_dir`` overrides the Hugging
     Face cache; ``prompt_style`` is used by :func:`encode` (see :func:`build_prompt`).
-    ``check`` verifies that the processor's image-token count equals the model's image
+    ``check`` verifies the files against the sha256 digests in the model card, refuses NaN or
+    inf weights, and checks that the processor's image-token count equals the model's image
     features (:func:`check_image_tokens`; one small vision forward per test image).
     """
     from transformers import AutoConfig, AutoProcessor
@@ -105,6 +107,8 @@ def load_model(
     family = getattr(config, "model_type", None)
     if family not in FAMILIES:
         raise ValueError(f"{source}: model_type {family!r} is not a LLaVA family model {FAMILIES}")
+    if local:  # sha256 against the model card, readable safetensors headers, a tokenizer file
+        check_folder(source, verify=check)
     try:
         model = model_class(family).from_pretrained(
             source,
@@ -124,6 +128,8 @@ def load_model(
     if getattr(processor, "vision_feature_select_strategy", None) is None:
         processor.vision_feature_select_strategy = config.vision_feature_select_strategy
     model.to(dev).eval().requires_grad_(False)
+    if check:
+        check_finite(model, source)
     card_path = Path(source) / "model_card.json" if local else None
     card = json.loads(card_path.read_text()) if card_path and card_path.is_file() else {}
     name = os.fspath(name_or_path)

@@ -45,7 +45,15 @@ def _check_dims(dims: Sequence[int], size: int, n_blocks: int | None) -> tuple[i
 
 
 def _check_cov(cov: Any) -> np.ndarray:
-    c = np.asarray(cov, dtype=float)
+    try:
+        raw = np.asarray(cov)
+        c = None if np.iscomplexobj(raw) else raw.astype(float)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"cov must be a square matrix of real numbers; got {cov!r:.60} ({err})"
+        ) from None
+    if c is None:
+        raise ValueError("cov is complex: a Gaussian PID needs a real covariance matrix")
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
         raise ValueError(f"cov must be a square 2-D matrix, got shape {c.shape}")
     if not math.isfinite(float(c.sum())) and not np.all(np.isfinite(c)):

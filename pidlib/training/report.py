@@ -14,6 +14,7 @@ import torch
 
 from pidlib.core.paths import REPO_ROOT
 from pidlib.models.cards import accuracy_table, stages_table, training_tables
+from pidlib.models.checksums import file_checksums
 from pidlib.models.families import check_family
 from pidlib.models.loaded import LoadedModel
 
@@ -112,7 +113,8 @@ def save_embedded(
     """Save a model + processor (safetensors) with ``model_card.json`` and a README to ``path``.
 
     ``card`` holds what a reader needs (training data, seed, accuracy, licence ...); the family,
-    parameter count and library versions are added. :func:`load_model` reads it back.
+    parameter count, library versions and the sha256 of every saved file are added.
+    :func:`load_model` reads it back and verifies the files against it.
     """
     import transformers
 
@@ -138,6 +140,7 @@ def save_embedded(
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
+        "sha256": file_checksums(out),
     }
     (out / "model_card.json").write_text(
         json.dumps(full, indent=2, sort_keys=True, default=str) + "\n"

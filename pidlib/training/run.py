@@ -125,7 +125,7 @@ def train_decoder(
     lm, head = decoder_parts(model)
     logs: list[StageLog] = []
     if done:
-        saved = torch.load(paths[done - 1], weights_only=False)
+        saved = torch.load(paths[done - 1], weights_only=True)  # state dicts + plain logs only
         lm.load_state_dict(saved["state"]["lm"])
         head.load_state_dict(saved["state"]["head"])
         logs = [StageLog(**g) for g in saved["logs"]]

@@ -236,6 +236,9 @@ def generate(
     """
     config = _check(split, seed, config)
     tasks = validate_tasks(task_or_tasks)
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:  # each task's stream and question ids depend on the task alone
+        raise ValueError(f"tasks: {', '.join(repeated)} given more than once; name each task once")
     if isinstance(n_per_task, bool) or not isinstance(n_per_task, int) or n_per_task < 1:
         raise ValueError(f"n_per_task: expected a positive integer, got {n_per_task!r}")
     out: list[Sample] = []
