@@ -1,1 +1,1 @@
-"""Estimators: Gaussian PID, preprocessing, PID Flow, canonical systems (no model or chart code)."""
+"""Estimators: Gaussian PID, PID Flow, canonical systems, discrete cross-check (no model code)."""
