@@ -36,6 +36,7 @@ prior_tasks = ["ChooseAttr", "ChooseCat", "LogicalObj"]  # tasks whose answers t
 from IPython.display import Markdown
 
 from pidlib.analysis.claims import fingerprint_claims, record
+from pidlib.analysis.crosscheck import crosscheck_table
 from pidlib.analysis.layerwise import layerwise_pid
 from pidlib.analysis.summaries import fingerprint_spread, fingerprint_table, shares
 from pidlib.book import charts
@@ -44,8 +45,9 @@ from pidlib.book.priors import planted_prior_shares
 from pidlib.config.profiles import load_profile
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
+features = load_features(cfg)
 pid = layerwise_pid(
-    load_features(cfg), pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed
+    features, pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed
 )
 sh = shares(pid[pid["measure"] == "mmi"], floor=cfg.floor_bits)
 Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.tasks)} tasks.")
@@ -95,6 +97,18 @@ spread = task_spread.to_frame("across tasks")
 if model_spread is not None:
     spread["across models"] = model_spread
 spread.rename(index=charts.ATOM_LABELS).mul(100).round(1)
+
+# %% [markdown]
+# ## The fingerprints through a non-Gaussian cross-check
+#
+# The same decomposition by the discrete-target cross-check (see the transduction chapter):
+# BROJA atoms in bits at the first, middle and last layer of the first model, beside PID Flow's.
+
+# %%
+cross = crosscheck_table({k: f for k, f in features.items() if k[0] == cfg.models[0]}, pid,
+                         seed=cfg.seed)  # fmt: skip
+cross.pivot_table(index=["task", "layer"], columns="atom",
+                  values=["PID Flow", "cross-check"]).round(3)  # fmt: skip
 
 # %% [markdown]
 # ## Planting redundancy
