@@ -52,8 +52,10 @@ def _path(raw: str | None, what: str, name: str) -> Path:
 
 
 def _csv_files(folder: Path, task: str) -> list[Path]:
+    from pidlib.data.gqa import task_of_filename
+
     files = sorted(folder.glob("*.csv")) if folder.is_dir() else [folder]
-    mine = [f for f in files if f.stem.lower().startswith(task.lower())]
+    mine = [f for f in files if task_of_filename(f) == task]
     if not mine:
         names = ", ".join(f.name for f in files) or "no CSV files"
         raise FileNotFoundError(f"dataset 'gqa-csv': no CSV for {task} in {folder} ({names})")
@@ -79,7 +81,8 @@ def load_samples(
       language prior; each task has its own random stream, so a task's pool does not depend
       on which other tasks are asked for.
     - ``gqa``: a GQA balanced-questions JSON (``dataset.questions``) and image folder.
-    - ``gqa-csv``: Zhang et al.'s task CSVs (a folder, one ``<Task>*.csv`` per task).
+    - ``gqa-csv``: Zhang et al.'s task CSVs (a folder; a file's name names its task, as in
+      ``GQA_val_ChooseRel.csv`` or ``ChooseRel_sample.csv``).
 
     ``tasks`` / ``samples_per_task`` default to the profile's (a ``DatasetSpec`` needs both).
     """
