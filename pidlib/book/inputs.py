@@ -62,6 +62,22 @@ def _csv_files(folder: Path, task: str) -> list[Path]:
     return mine
 
 
+def _make_gqa_folder(spec: DatasetSpec, tasks: tuple[str, ...], per_task: int) -> None:
+    """``dataset.make: minigqa``: Mini-GQA questions written where the profile's GQA paths
+    point (``images`` must be ``<folder>/images`` beside the questions JSON)."""
+    from pidlib.data.minigqa.gqa_format import write_gqa_folder
+
+    questions = Path(spec.questions).expanduser()
+    folder = (questions if questions.is_absolute() else REPO_ROOT / questions).parent
+    images = Path(spec.images).expanduser()
+    if (images if images.is_absolute() else REPO_ROOT / images) != folder / "images":
+        raise ValueError("dataset.make: dataset.images must be the 'images' folder beside "
+                         f"dataset.questions ({folder / 'images'})")  # fmt: skip
+    if questions.name != "val_balanced_questions.json":
+        raise ValueError("dataset.make: name dataset.questions val_balanced_questions.json")
+    write_gqa_folder(folder, per_task, tasks=tasks, split=spec.split, seed=spec.seed)
+
+
 def load_samples(
     profile: Profile | DatasetSpec,
     *,
@@ -94,6 +110,8 @@ def load_samples(
     if isinstance(profile, DatasetSpec) and (tasks is None or samples_per_task is None):
         raise ValueError("load_samples: with a DatasetSpec, pass tasks= and samples_per_task=")
     tasks = validate_tasks(tasks if tasks is not None else profile.tasks or "all")
+    if not isinstance(profile, DatasetSpec) and not profile.correct_only:
+        oversample = 1.0  # every question is kept: no filter to feed
     n = pool_size(samples_per_task if samples_per_task is not None else profile.samples_per_task,
                   oversample)  # fmt: skip
     if spec.name == "minigqa":
@@ -102,6 +120,8 @@ def load_samples(
 
         config = MiniGQAConfig(prior=spec.prior)
         return {t: generate([t], n, split=spec.split, seed=spec.seed, config=config) for t in tasks}
+    if spec.make == "minigqa":
+        _make_gqa_folder(spec, tasks, n)
     images = _path(spec.images, "images", spec.name)
     if not images.is_dir():
         raise FileNotFoundError(f"dataset.images {str(images)!r} is not a folder")

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from pidlib.models.dryrun import ensure_dryrun
 from pidlib.models.families import FAMILIES, PROMPT_STYLES, resolve_model
 from pidlib.models.loaded import LoadedModel
 from pidlib.models.offline import hub_offline
@@ -94,6 +95,7 @@ def load_model(
     if dtype != "auto" and dtype not in _DTYPES:
         raise ValueError(f"dtype must be 'auto' or one of {tuple(_DTYPES)}, got {dtype!r}")
     dev = _resolve_device(device)
+    ensure_dryrun(name_or_path)  # a dry-run model is built on first use (no-op otherwise)
     source, local = resolve_model(name_or_path)
     if local:
         _check_local_dir(Path(source))
