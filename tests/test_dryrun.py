@@ -61,7 +61,8 @@ def test_gqa_folder_reads_like_gqa(tmp_path):
         rec = raw[s.qid]
         assert s.answer == rec["answer"] and s.answer in s.options
         if s.task == "ChooseRel":  # programs say "to the left of", options stay "left"/"right"
-            assert "to the" in rec["semantic"][1]["argument"] and set(s.options) <= {"left", "right"}
+            assert "to the" in rec["semantic"][1]["argument"]
+            assert set(s.options) == {"left", "right"}
     stamp = (folder / "manifest.json").stat().st_mtime_ns
     write_gqa_folder(folder, 4)  # same request: nothing rewritten
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
