@@ -168,6 +168,42 @@ def test_relation_options_in_the_answers_vocabulary(question, arg, answer, want)
     assert choose_options(question, other, prog) == got
 
 
+# GQA's "choose <type>" operations (attribute, category and position choices): each with a
+# question shaped as GQA's templates write it, the program listing the answer first.
+_OP_CASES = [
+    ("choose", "Is the jar full or empty?", "empty", ("full", "empty")),
+    ("choose color", "Which color is the kite, orange or black?", "black", ("orange", "black")),
+    ("choose material", "Is the door made of metal or wood?", "wood", ("metal", "wood")),
+    ("choose shape", "Is the dessert round or rectangular?", "rectangular",
+     ("round", "rectangular")),
+    ("choose size", "Are the scissors small or large?", "large", ("small", "large")),
+    ("choose length", "Is the hair long or short?", "short", ("long", "short")),
+    ("choose height", "Does that boy look tall or short?", "short", ("tall", "short")),
+    ("choose weather", "Is the sky cloudy or cloudless?", "cloudless", ("cloudy", "cloudless")),
+    ("choose sportActivity", "What is the person doing, skating or swimming?", "swimming",
+     ("skating", "swimming")),
+    ("choose name", "Is this a cell phone or a computer?", "cell phone",
+     ("cell phone", "computer")),
+    ("choose name", "What type of food is not red, the hot dog or the sandwich?", "hot dog",
+     ("hot dog", "sandwich")),
+    ("choose hposition", "Is the cup on the left or on the right?", "right", ("left", "right")),
+    ("choose vposition", "Is the plate on the top or on the bottom of the image?", "bottom",
+     ("top", "bottom")),
+    ("choose place", "Which place is it, a beach or a park?", "park", ("beach", "park")),
+    ("choose company", "Who made the laptop, apple or dell?", "dell", ("apple", "dell")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("op", "question", "answer", "want"), _OP_CASES)
+def test_every_choose_operation(op, question, answer, want):
+    other = next(o for o in want if o != answer)
+    prog = [{"operation": op, "dependencies": [0], "argument": f"{answer}|{other}"}]
+    assert choose_options(question, answer, prog) == want
+    assert choose_options(question, other, _swapped(prog)) == want
+    if len(answer.split()) == len(other.split()):  # the question alone, when the rule can read it
+        assert choose_options(question, answer) == want
+
+
 def test_in_answer_vocabulary():
     assert in_answer_vocabulary(("in front of", "behind"), "behind") == ("front", "behind")
     assert in_answer_vocabulary(("to the left of", "to the right of"), "left") == ("left", "right")

@@ -16,10 +16,10 @@ Every case the derivation handles (tests in ``tests/test_gqa_options.py``):
 3. Options spelt with a hyphen (``t-shirt``) or across several words (``light brown``,
    ``short sleeved``): matched against the question word by word, a hyphen counting as a space.
 4. No program, or one whose options do not contain the answer: "X or Y" read from the question
-   around the answer ("Is the sky cloudy or clear?"). An article or "maybe" after "or" is
-   skipped ("dry or maybe wet"); the other option is one word, or as many as the answer when
-   they share the last word ("short sleeved or long sleeved"), spelt as the question spells it
-   (hyphenated words stay whole). Without a program, "dark or light brown" with answer "dark"
+   around the answer ("Is the sky cloudy or clear?"). Articles, "maybe" and the prepositions
+   of position after "or" are skipped ("dry or maybe wet", "on the top or on the bottom"); the
+   other option is one word, or as many as the answer when they share the last word ("short
+   sleeved or long sleeved"), spelt as the question spells it (hyphenated words stay whole). Without a program, "dark or light brown" with answer "dark"
    reads "light": GQA's files always carry the program, which gives "light brown".
 5. Question order: the options are sorted by where the question names them (any spelling of
    case 2; the occurrence nearest an "or" when a word appears twice). If the question does not
@@ -46,8 +46,9 @@ __all__ = [
 
 #: Words that wrap a relation's head word in GQA's relation phrases ("to the left of").
 _LEADING = ("to", "the", "in", "on", "at")
-#: Words GQA's templates put between "or" and the second option ("dry or maybe wet").
-_AFTER_OR = ("a", "an", "the", "maybe")
+#: Words GQA's templates put between "or" and the second option ("dry or maybe wet", "on the
+#: left or on the right", "to the left or to the right of").
+_AFTER_OR = ("a", "an", "the", "maybe", "on", "to", "in", "at")
 _WORD = re.compile(r"[a-z0-9']+")
 _COMPOUND = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")  # "t-shirt" stays one word
 
@@ -142,7 +143,9 @@ def _question_options(question: str, answer: str) -> tuple[str, str] | None:
     for i, w in enumerate(words):
         if w != "or" or not n:
             continue
-        j = i + 2 if i + 1 < len(words) and words[i + 1] in _AFTER_OR else i + 1
+        j = i + 1
+        while j < len(words) - 1 and words[j] in _AFTER_OR:
+            j += 1
         left, right = spans[:i], spans[j:]
         if words[:i][-n:] == ans:
             other = _other_words(right, n, ans[-1], before=False)
