@@ -19,8 +19,9 @@ Every case the derivation handles (tests in ``tests/test_gqa_options.py``):
    around the answer ("Is the sky cloudy or clear?"). Articles, "maybe" and the prepositions
    of position after "or" are skipped ("dry or maybe wet", "on the top or on the bottom"); the
    other option is one word, or as many as the answer when they share the last word ("short
-   sleeved or long sleeved"), spelt as the question spells it (hyphenated words stay whole). Without a program, "dark or light brown" with answer "dark"
-   reads "light": GQA's files always carry the program, which gives "light brown".
+   sleeved or long sleeved"), spelt as the question spells it (hyphenated words stay whole).
+   Without a program, "dark or light brown" with answer "dark" reads "light": GQA's files
+   always carry the program, which gives "light brown".
 5. Question order: the options are sorted by where the question names them (any spelling of
    case 2; the occurrence nearest an "or" when a word appears twice). If the question does not
    name both, the order is alphabetical, which never depends on the answer: GQA's programs list
