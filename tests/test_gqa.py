@@ -78,7 +78,7 @@ def test_json_options():
     assert opts["f_cc1"] == ("cabinet", "bed")
     assert opts["f_cc2"] == ("cup", "bowl")
     assert opts["f_cr1"] == ("left", "right")  # "to the left of|to the right of" stripped
-    assert opts["f_cr2"] == ("in front of", "behind")
+    assert opts["f_cr2"] == ("front", "behind")  # "in front of|behind" in the answers' words
     assert opts["f_lo1"] == opts["f_lo2"] == ("yes", "no")
     assert opts["f_qa1"] == opts["f_qa2"] == ("left", "right")
     assert opts["f_cm1"] == opts["f_cm2"] == ("color", "material")  # the answers seen

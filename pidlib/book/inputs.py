@@ -52,12 +52,30 @@ def _path(raw: str | None, what: str, name: str) -> Path:
 
 
 def _csv_files(folder: Path, task: str) -> list[Path]:
+    from pidlib.data.gqa import task_of_filename
+
     files = sorted(folder.glob("*.csv")) if folder.is_dir() else [folder]
-    mine = [f for f in files if f.stem.lower().startswith(task.lower())]
+    mine = [f for f in files if task_of_filename(f) == task]
     if not mine:
         names = ", ".join(f.name for f in files) or "no CSV files"
         raise FileNotFoundError(f"dataset 'gqa-csv': no CSV for {task} in {folder} ({names})")
     return mine
+
+
+def _make_gqa_folder(spec: DatasetSpec, tasks: tuple[str, ...], per_task: int) -> None:
+    """``dataset.make: minigqa``: Mini-GQA questions written where the profile's GQA paths
+    point (``images`` must be ``<folder>/images`` beside the questions JSON)."""
+    from pidlib.data.minigqa.gqa_format import write_gqa_folder
+
+    questions = Path(spec.questions).expanduser()
+    folder = (questions if questions.is_absolute() else REPO_ROOT / questions).parent
+    images = Path(spec.images).expanduser()
+    if (images if images.is_absolute() else REPO_ROOT / images) != folder / "images":
+        raise ValueError("dataset.make: dataset.images must be the 'images' folder beside "
+                         f"dataset.questions ({folder / 'images'})")  # fmt: skip
+    if questions.name != "val_balanced_questions.json":
+        raise ValueError("dataset.make: name dataset.questions val_balanced_questions.json")
+    write_gqa_folder(folder, per_task, tasks=tasks, split=spec.split, seed=spec.seed)
 
 
 def load_samples(
@@ -79,7 +97,8 @@ def load_samples(
       language prior; each task has its own random stream, so a task's pool does not depend
       on which other tasks are asked for.
     - ``gqa``: a GQA balanced-questions JSON (``dataset.questions``) and image folder.
-    - ``gqa-csv``: Zhang et al.'s task CSVs (a folder, one ``<Task>*.csv`` per task).
+    - ``gqa-csv``: Zhang et al.'s task CSVs (a folder; a file's name names its task, as in
+      ``GQA_val_ChooseRel.csv`` or ``ChooseRel_sample.csv``).
 
     ``tasks`` / ``samples_per_task`` default to the profile's (a ``DatasetSpec`` needs both).
     """
@@ -91,6 +110,8 @@ def load_samples(
     if isinstance(profile, DatasetSpec) and (tasks is None or samples_per_task is None):
         raise ValueError("load_samples: with a DatasetSpec, pass tasks= and samples_per_task=")
     tasks = validate_tasks(tasks if tasks is not None else profile.tasks or "all")
+    if not isinstance(profile, DatasetSpec) and not profile.correct_only:
+        oversample = 1.0  # every question is kept: no filter to feed
     n = pool_size(samples_per_task if samples_per_task is not None else profile.samples_per_task,
                   oversample)  # fmt: skip
     if spec.name == "minigqa":
@@ -99,6 +120,8 @@ def load_samples(
 
         config = MiniGQAConfig(prior=spec.prior)
         return {t: generate([t], n, split=spec.split, seed=spec.seed, config=config) for t in tasks}
+    if spec.make == "minigqa":
+        _make_gqa_folder(spec, tasks, n)
     images = _path(spec.images, "images", spec.name)
     if not images.is_dir():
         raise FileNotFoundError(f"dataset.images {str(images)!r} is not a folder")

@@ -46,6 +46,7 @@ class DatasetSpec:
     prior: float = 0.0  # Mini-GQA language-prior knob
     questions: str | None = None  # real GQA: balanced questions JSON, or a folder of Zhang CSVs
     images: str | None = None  # real GQA: folder of <imageId>.jpg
+    make: str | None = None  # "minigqa": write a GQA-format folder there if absent (dry runs)
 
     def validate(self) -> None:
         if self.name not in ("minigqa", "gqa", "gqa-csv"):
@@ -56,6 +57,10 @@ class DatasetSpec:
             raise ValueError(f"dataset.prior: {self.prior} is outside [0, 1]")
         if self.name != "minigqa" and (self.questions is None or self.images is None):
             raise ValueError(f"dataset: {self.name} needs both 'questions' and 'images' paths")
+        if self.make not in (None, "minigqa"):
+            raise ValueError(f"dataset.make: {self.make!r} is not null or 'minigqa'")
+        if self.make and self.name != "gqa":
+            raise ValueError("dataset.make: only a 'gqa' dataset can be made from Mini-GQA")
 
 
 @dataclass(frozen=True)

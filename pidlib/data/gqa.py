@@ -9,10 +9,11 @@ import os
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pidlib.data.options import choose_options, in_answer_vocabulary, question_order
 from pidlib.data.tasks import (
     FIXED_ANSWERS,
     TASK_GQA_TYPES,
@@ -22,7 +23,14 @@ from pidlib.data.tasks import (
     validate_tasks,
 )
 
-__all__ = ["CSV_COLUMNS", "task_of_types", "choose_options", "load_gqa_questions", "load_zhang_csv"]
+__all__ = [
+    "CSV_COLUMNS",
+    "task_of_types",
+    "task_of_filename",
+    "choose_options",
+    "load_gqa_questions",
+    "load_zhang_csv",
+]
 
 #: Columns every released task CSV of Zhang et al. carries (the loader needs no others).
 CSV_COLUMNS: tuple[str, ...] = (
@@ -51,84 +59,16 @@ def task_of_types(semantic: str, structural: str, detailed: str | None) -> str |
     return None
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def _program_options(program: Iterable[Mapping[str, Any]] | None) -> list[tuple[str, ...]]:
-    """Candidate option pairs from the 'choose' steps of a GQA semantic program."""
-    out = []
-    for step in program or ():
-        op, arg = str(step.get("operation", "")), str(step.get("argument", ""))
-        if not op.startswith("choose") or "|" not in arg:
-            continue
-        # "choose rel" arguments read "object,rel A|rel B,s (id)": keep the middle field.
-        field_ = next((f for f in arg.split(",") if "|" in f), arg)
-        opts = tuple(o.strip().lower() for o in field_.split("|"))
-        if len(opts) == 2 and all(opts):
-            out.append(opts)
-    return out
-
-
-def _strip_shared_words(a: str, b: str) -> tuple[str, str]:
-    """Drop the words two options share at both ends: "to the left of" -> "left"."""
-    wa, wb = a.split(), b.split()
-    while len(wa) > 1 and len(wb) > 1 and wa[0] == wb[0]:
-        wa, wb = wa[1:], wb[1:]
-    while len(wa) > 1 and len(wb) > 1 and wa[-1] == wb[-1]:
-        wa, wb = wa[:-1], wb[:-1]
-    return " ".join(wa), " ".join(wb)
-
-
-def _other_option(side: list[str], ans: list[str], before: bool) -> str | None:
-    """The option next to "or" on one side: one word, or as many as the answer when it ends in
-    the same word ("short sleeved or long sleeved")."""
-    n = len(ans)
-    window = side[-n:] if before else side[:n]
-    if n > 1 and len(window) == n and window[-1] == ans[-1]:
-        return " ".join(window)
-    return (side[-1] if before else side[0]) if side else None
-
-
-def _question_options(question: str, answer: str) -> tuple[str, str] | None:
-    """Read "... X or Y?" around the answer (a heuristic for questions without a program)."""
-    words, ans = _words(question), answer.split()
-    n = len(ans)
-    for i, w in enumerate(words):
-        if w != "or":
-            continue
-        j = i + 2 if i + 1 < len(words) and words[i + 1] in ("a", "an", "the") else i + 1
-        left, right = words[:i], words[j:]
-        if left[-n:] == ans and (o := _other_option(right, ans, before=False)):
-            return answer, o
-        if right[:n] == ans and (o := _other_option(left, ans, before=True)):
-            return o, answer
-    return None
-
-
-def _in_question_order(question: str, opts: Sequence[str]) -> tuple[str, ...]:
-    text = " " + " ".join(_words(question)) + " "
-    pos = [text.find(f" {o} ") for o in opts]
-    if all(p >= 0 for p in pos) and pos[0] != pos[1]:
-        return tuple(o for _, o in sorted(zip(pos, opts, strict=True)))
-    return tuple(opts)
-
-
-def choose_options(
-    question: str, answer: str, program: Iterable[Mapping[str, Any]] | None = None
-) -> tuple[str, ...] | None:
-    """The two options of a choose question, in question order, or ``None`` if not found.
-
-    Tried in turn: the program's ``choose`` argument ("a|b"); the same with the words both
-    options share removed ("to the left of|to the right of" -> left/right); "X or Y" read
-    from the question around the answer. A result always contains ``answer``.
-    """
-    for a, b in _program_options(program):
-        for pair in ((a, b), _strip_shared_words(a, b)):
-            if answer in pair and pair[0] != pair[1]:
-                return _in_question_order(question, pair)
-    pair = _question_options(question, answer)
-    return _in_question_order(question, pair) if pair and pair[0] != pair[1] else None
+def task_of_filename(path: str | os.PathLike) -> str | None:
+    """The task a file name names, or ``None``: a part of its stem, split at ``_ - .`` and
+    spaces, equal to a task name (any case). Zhang et al.'s released lists end in
+    ``_<Task>.csv``; ``<Task>_sample.csv`` and ``<Task>.csv`` work too. A name with two task
+    names is ambiguous: ``ValueError``."""
+    parts = {p.lower() for p in re.split(r"[_\-. ]+", Path(path).stem) if p}
+    found = [t for t in TASKS if t.lower() in parts]
+    if len(found) > 1:
+        raise ValueError(f"{path}: the file name names several tasks ({', '.join(found)})")
+    return found[0] if found else None
 
 
 class _Skips:
@@ -202,6 +142,21 @@ def _check_images(samples: list[Sample]) -> None:
         )
 
 
+def _file(path: str | os.PathLike, what: str, pattern: str, example: str) -> Path:
+    """``path`` as an existing file; a missing path or a folder raise an error that says so."""
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob(pattern))[:5]
+        listing = f" it holds {', '.join(inside)}" if inside else f" it holds no {pattern} file"
+        raise IsADirectoryError(
+            f"{what} {path} is a folder, not a file:{listing}. Point at the file itself, "
+            f"e.g. {path / example}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
@@ -228,15 +183,18 @@ def load_gqa_questions(
     """
     wanted = set(validate_tasks(tasks))
     _check_limit(limit)
-    path = Path(path)
+    path = _file(path, "GQA questions file", "*.json", "val_balanced_questions.json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"GQA questions file not found: {path}") from None
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a GQA questions JSON file ({err})") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object mapping question ids to questions")
+    if not data:
+        raise ValueError(
+            f"{path}: the file holds no questions ({{}}); point it at GQA's balanced questions "
+            "(val_balanced_questions.json or testdev_balanced_questions.json)"
+        )
     records = []
     for qid, q in data.items():
         if not isinstance(q, dict):
@@ -277,9 +235,9 @@ def load_gqa_questions(
 def _csv_task(path: Path, rows: list[dict[str, str]], task: str | None) -> str:
     if task is not None:
         return validate_task(task)
-    by_name = [t for t in TASKS if path.stem.lower().startswith(t.lower())]
+    by_name = task_of_filename(path)
     if by_name:
-        return by_name[0]
+        return by_name
     found = {
         task_of_types(r["type_semantic"], r["type_structural"], r["type_detailed"]) for r in rows
     }
@@ -311,20 +269,22 @@ def load_zhang_csv(
 
     Only :data:`CSV_COLUMNS` are required; choose tasks use ``true option`` / ``false option``
     when present (else :func:`choose_options` on ``operations``). ``question_id`` stays a
-    string (leading zeros). ``task`` defaults to the file name's prefix or the type columns; a
-    row whose types belong to another task is an error. Skips and images as in
-    :func:`load_gqa_questions`.
+    string (leading zeros). ``task`` defaults to the one the file name names
+    (:func:`task_of_filename`, e.g. ``GQA_val_ChooseRel.csv``) or else the type columns; a row
+    whose types belong to another task is an error. UTF-8 with or without a byte-order mark.
+    Skips and images as in :func:`load_gqa_questions`.
     """
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
+    path = _file(path, "task CSV", "*.csv", "GQA_val_ChooseAttr.csv")
+    try:  # utf-8-sig: a spreadsheet's re-save starts with a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
+            header = [h.strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
             rows = list(reader)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"task CSV not found: {path}") from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"{path}: not a readable CSV file ({err})") from err
+    if not header:
+        raise ValueError(f"{path}: the file is empty (no header, no rows)")
     lacking = [c for c in CSV_COLUMNS if c not in header]
     if lacking:
         raise ValueError(f"{path}: missing column(s) {', '.join(lacking)}; found {header}")
@@ -345,7 +305,8 @@ def load_zhang_csv(
         if not answer or not (r["question"] or "").strip():
             raise ValueError(f"{path}:{i}: question {qid} lacks a question or an answer")
         given = tuple((r.get(k) or "").strip().lower() for k in ("true option", "false option"))
-        options = _in_question_order(r["question"], given) if all(given) else None
+        forms = in_answer_vocabulary(given, answer) if all(given) else None
+        options = question_order(r["question"], forms)[0] if forms else None
         meta = {
             "source": "zhang2025",
             "types": {

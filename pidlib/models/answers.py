@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "answer_token_variants",
+    "first_token_collisions",
     "answer_token_ids",
     "option_token_ids",
     "score_options",
@@ -45,25 +47,35 @@ def answer_token_variants(loaded: LoadedModel, options: Sequence[str]) -> list[t
 
     The leading space the model emits after ``"ASSISTANT:"`` is included (SentencePiece
     "▁yes"). A Capitalised form the vocabulary lacks is left out; an option as written that
-    it lacks, or two options sharing a first token, raise ``ValueError``.
+    it lacks raises ``ValueError``. Options whose first tokens collide ("cloudy" / "cloudless"
+    both start with "▁cloud" in LLaMA's vocabulary) never stop a run: as in Zhang et al., whose
+    measure is the probability of the answer's first token, each keeps its first token as
+    written, so the colliding options score alike (their log-odds is 0); a Capitalised variant
+    that is another option's token is dropped; :func:`first_token_collisions` lists them.
     """
     if isinstance(options, str) or len(options) < 2:
         raise ValueError(f"options must be a sequence of at least two answers, got {options!r}")
     tok = loaded.tokenizer
-    out = []
+    firsts, caps = [], []
     for o in options:
         first = _first_token(tok, o)
         if first is None:
             raise ValueError(f"answer {o!r} is not in the tokenizer's vocabulary")
-        cap = _first_token(tok, o[:1].upper() + o[1:])
-        out.append(tuple(dict.fromkeys(i for i in (first, cap) if i is not None)))
-    seen: dict[int, str] = {}
-    for opt, ids in zip(options, out, strict=True):
-        for i in ids:
-            if i in seen and seen[i] != opt:
-                raise ValueError(f"options {seen[i]!r} and {opt!r} share a first token (id {i})")
-            seen[i] = opt
-    return out
+        firsts.append(first)
+        caps.append(_first_token(tok, o[:1].upper() + o[1:]))
+    taken = set(firsts)
+    return [
+        tuple(dict.fromkeys(i for i in (f, c) if i is not None and (i == f or i not in taken)))
+        for f, c in zip(firsts, caps, strict=True)
+    ]
+
+
+def first_token_collisions(loaded: LoadedModel, options: Sequence[str]) -> list[tuple[str, ...]]:
+    """Groups of options that share their first token as written (empty when all differ)."""
+    by_id: dict[int, list[str]] = {}
+    for o, ids in zip(options, answer_token_variants(loaded, options), strict=True):
+        by_id.setdefault(ids[0], []).append(o)
+    return [tuple(g) for g in by_id.values() if len(g) > 1]
 
 
 def answer_token_ids(loaded: LoadedModel, options: Sequence[str]) -> list[int]:
@@ -86,6 +98,12 @@ def option_token_ids(
         key = tuple(s.options)
         if key not in memo:
             memo[key] = answer_token_variants(loaded, s.options)
+            if len({v[0] for v in memo[key]}) < len(key):
+                warnings.warn(
+                    f"options {key} share a first token ({first_token_collisions(loaded, key)}): "
+                    "they score alike, so the target cannot tell them apart",
+                    stacklevel=2,
+                )
         out.append([v if case_variants else v[:1] for v in memo[key]])
     return out
 

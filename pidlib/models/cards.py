@@ -85,8 +85,12 @@ def training_tables(names: Sequence[str], root: Path | None = None) -> str:
 
 
 def embedded_cards(names: Sequence[str]) -> dict[str, dict]:
-    """The cards of those of ``names`` that are embedded (locally trained) models."""
-    return read_cards([n for n in names if n in KNOWN_MODELS and KNOWN_MODELS[n].local])
+    """The cards of those of ``names`` that are embedded (locally trained) models; the random
+    dry-run models are local but were never trained, so they have none."""
+    from pidlib.models.dryrun import is_dryrun
+
+    local = [n for n in names if n in KNOWN_MODELS and KNOWN_MODELS[n].local and not is_dryrun(n)]
+    return read_cards(local)
 
 
 def pilot_markdown(cards: dict[str, dict]) -> str | None:

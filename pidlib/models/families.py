@@ -98,6 +98,20 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             "LLaVA-1.6-7B (Vicuna-7B, anyres image grid)",
         ),
         ModelSpec(
+            "llava-1.5-7b-dryrun",
+            "llava",
+            "dryrun/llava-1.5-7b-dryrun",
+            True,
+            "LLaVA-1.5-7B's classes, widths and processor, 2 decoder layers, random weights (CPU)",
+        ),
+        ModelSpec(
+            "llava-1.6-7b-dryrun",
+            "llava_next",
+            "dryrun/llava-1.6-7b-dryrun",
+            True,
+            "LLaVA-1.6-7B's classes, widths and processor, 2 decoder layers, random weights (CPU)",
+        ),
+        ModelSpec(
             "llava-1.6-13b",
             "llava_next",
             "llava-hf/llava-v1.6-vicuna-13b-hf",

@@ -10,8 +10,10 @@ from typing import Any
 import torch
 
 from pidlib.models.checksums import check_finite, check_folder
+from pidlib.models.dryrun import ensure_dryrun
 from pidlib.models.families import FAMILIES, PROMPT_STYLES, resolve_model
 from pidlib.models.loaded import LoadedModel
+from pidlib.models.offline import hub_offline
 from pidlib.models.prompt import check_image_tokens
 from pidlib.models.tiny import model_class
 
@@ -34,10 +36,11 @@ def _check_local_dir(path: Path) -> None:
         )
 
 
-def _missing_hub_error(source: str, err: Exception) -> OSError:
+def _missing_hub_error(source: str, err: Exception, allow_download: bool = False) -> OSError:
     home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    why = "the download failed" if allow_download else "downloading is off"
     return OSError(
-        f"weights for {source!r} are not on disk (HF_HOME={home}) and downloading is off. "
+        f"weights for {source!r} are not on disk (HF_HOME={home}) and {why}. "
         f"Download them once with `hf download {source}` (or `huggingface-cli download {source}`), "
         "point HF_HOME at a cache that holds them, pass a local directory, or call "
         f"load_model(..., allow_download=True). Cause: {type(err).__name__}: {err}"
@@ -78,9 +81,11 @@ def load_model(
     """Load any LLaVA / LLaVA-NeXT checkpoint by registry name, local directory or hub id.
 
     The family comes from ``config.model_type``. Remote code is never trusted; the hub is used
-    only with ``allow_download``. ``dtype="auto"``: float32 on CPU, the checkpoint's type on
-    GPU. The model is in eval mode with gradients off. ``cache_dir`` overrides the Hugging
-    Face cache; ``prompt_style`` is used by :func:`encode` (see :func:`build_prompt`).
+    only with ``allow_download``: without it the hub client is kept offline for the whole load
+    (:func:`~pidlib.models.offline.hub_offline`), so absent weights fail at once, with no
+    request. ``dtype="auto"``: float32 on CPU, the checkpoint's type on GPU. The model is in
+    eval mode with gradients off. ``cache_dir`` overrides the Hugging Face cache;
+    ``prompt_style`` is used by :func:`encode` (see :func:`build_prompt`).
     ``check`` verifies the files against the sha256 digests in the model card, refuses NaN or
     inf weights, and checks that the processor's image-token count equals the model's image
     features (:func:`check_image_tokens`; one small vision forward per test image).
@@ -92,6 +97,7 @@ def load_model(
     if dtype != "auto" and dtype not in _DTYPES:
         raise ValueError(f"dtype must be 'auto' or one of {tuple(_DTYPES)}, got {dtype!r}")
     dev = _resolve_device(device)
+    ensure_dryrun(name_or_path)  # a dry-run model is built on first use (no-op otherwise)
     source, local = resolve_model(name_or_path)
     if local:
         _check_local_dir(Path(source))
@@ -99,28 +105,30 @@ def load_model(
     if cache_dir is not None:
         opts["cache_dir"] = os.fspath(cache_dir)
     try:
-        config = AutoConfig.from_pretrained(source, **opts)
+        with hub_offline(not allow_download):
+            config = AutoConfig.from_pretrained(source, **opts)
     except OSError as err:
         if local:
             raise
-        raise _missing_hub_error(source, err) from err
+        raise _missing_hub_error(source, err, allow_download) from err
     family = getattr(config, "model_type", None)
     if family not in FAMILIES:
         raise ValueError(f"{source}: model_type {family!r} is not a LLaVA family model {FAMILIES}")
     if local:  # sha256 against the model card, readable safetensors headers, a tokenizer file
         check_folder(source, verify=check)
     try:
-        model = model_class(family).from_pretrained(
-            source,
-            dtype=_resolve_dtype(dtype, dev, config),
-            attn_implementation=attn_implementation,
-            **opts,
-        )
-        processor = AutoProcessor.from_pretrained(source, **opts)
+        with hub_offline(not allow_download):
+            model = model_class(family).from_pretrained(
+                source,
+                dtype=_resolve_dtype(dtype, dev, config),
+                attn_implementation=attn_implementation,
+                **opts,
+            )
+            processor = AutoProcessor.from_pretrained(source, **opts)
     except OSError as err:
         if local:
             raise
-        raise _missing_hub_error(source, err) from err
+        raise _missing_hub_error(source, err, allow_download) from err
     # Older llava-hf processor configs lack these; the model config is the authority.
     vc = config.vision_config
     if getattr(processor, "patch_size", None) is None:
