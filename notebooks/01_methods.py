@@ -288,15 +288,19 @@ table
 # the book's dimensions (21 + 29 + 1); `random_21_29_1` has the book's dimensions too, shown
 # with full PCA and with the book's 95% PCA, whose truncation biases the estimate. Two
 # latent-Gaussian systems test PID Flow with trained flows. The percentile bootstrap of latent
-# rows (`bootstrap`), used before, is shown beside the cross-fitted intervals (`crossfit`).
+# rows (`bootstrap`), used before, is shown beside them on the null and book-sized systems.
 
 # %%
 gauss = ["redundant", "unique", "synergy", "mixed"]
 cov_runs = cached_table(
     "methods-coverage",
-    {"reps": reps, "n": 1000, "bootstrap": cfg.pid.n_bootstrap},
+    {"reps": reps, "n": 1000, "subsamples": min(50, cfg.pid.n_bootstrap)},
     lambda: coverage.coverage_runs(
-        gauss, reps=reps, n=1000, n_bootstrap=cfg.pid.n_bootstrap, n_jobs=cfg.parallel.n_jobs
+        gauss,
+        reps=reps,
+        n=1000,
+        n_bootstrap=min(50, cfg.pid.n_bootstrap),
+        n_jobs=cfg.parallel.n_jobs,
     ),  # fmt: skip
     validation.CODE,
 )
