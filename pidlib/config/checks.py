@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pidlib.core.paths import REPO_ROOT
+from pidlib.models.dryrun import is_dryrun
 from pidlib.models.families import KNOWN_MODELS, resolve_model
 
 __all__ = ["resolve_data_path", "check_profile_paths"]
@@ -23,6 +24,8 @@ def resolve_data_path(raw: str) -> Path:
 
 def _check_models(profile: str, models: Sequence[str]) -> None:
     for i, name in enumerate(models):
+        if is_dryrun(name):  # random-weight dry-run models are built on first use
+            continue
         try:
             source, local = resolve_model(name)
         except ValueError as err:
@@ -42,7 +45,7 @@ def check_profile_paths(profile: str, models: Sequence[str], dataset: Any) -> No
     (``models``) or a real-GQA path (``dataset.questions``, ``dataset.images``) is missing or of
     the wrong kind; hub ids are left to :func:`~pidlib.models.load.load_model`."""
     _check_models(profile, models)
-    if dataset.name == "minigqa":
+    if dataset.name == "minigqa" or getattr(dataset, "make", None):  # generated on first use
         return
     wanted = {
         "questions": ("file", "the GQA balanced questions JSON")
