@@ -28,7 +28,7 @@ profile = "cpu"
 # %%
 from IPython.display import Markdown
 
-from pidlib.analysis.claims import load_claims
+from pidlib.analysis.claims import load_claims, tested_on
 from pidlib.config.profiles import load_profile
 
 cfg = load_profile(profile)
@@ -48,8 +48,9 @@ table = claims.assign(
             lambda r: f"{r['value']:.3g} [{r['lo']:.3g}, {r['hi']:.3g}]", axis=1
         ),
         "verdict": claims["holds"].map(lambda h: verdict.get(h, "– not tested")),
+        "tested on": claims.apply(tested_on, axis=1),
     }
-)[["chapter", "claim", "paper", "this build [95% CI]", "unit", "verdict", "detail"]]
+)[["chapter", "claim", "paper", "this build [95% CI]", "unit", "verdict", "tested on", "detail"]]
 table.style.hide(axis="index")
 
 # %%

@@ -8,7 +8,7 @@ under ``build/<profile>/claims/<chapter>.json``; the scorecard only reads them b
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from pidlib.core.provenance import provenance
 from pidlib.stats import t_interval
 
 __all__ = [
-    "Claim", "record", "load_claims", "claims_markdown", "transduction_claims",
+    "Claim", "record", "load_claims", "tested_on", "claims_markdown", "transduction_claims",
     "fingerprint_claims",
     "knockout_claims",
 ]  # fmt: skip
@@ -72,6 +72,15 @@ def load_claims(profile: str) -> pd.DataFrame:
             rows.append({"chapter": payload["chapter"], **c,
                          "commit": payload["provenance"]["git_commit"][:12]})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def tested_on(claim: Mapping) -> str:
+    """``"k of K pairs"`` for a claim (a :func:`load_claims` row or ``asdict(Claim)``), or ``""``
+    when it was not restricted to pairs above the information floor."""
+    k, total = claim.get("n_tested"), claim.get("n_pairs")
+    if k is None or total is None or k != k or total != total:  # absent or NaN
+        return ""
+    return f"{int(k)} of {int(total)} pairs"
 
 
 def claims_markdown(claims: Sequence[Claim]) -> str:
@@ -200,7 +209,7 @@ def knockout_claims(per_task: pd.DataFrame, curves: pd.DataFrame) -> tuple[list[
                   unit="Δ I(V,L;Y), bits, mean over layers", detail="mean over (model, task)"),
             Claim(f"Knockout effect is weakest on high-redundancy tasks{how}",
                   "strongest on vision-dependent tasks", float(rho[0]), float(rho[0]),
-                  float(rho[0]), holds=bool(rho[0] < 0 and rho[1] < 0.05),
+                  float(rho[0]), holds=_holds(rho[0] < 0 and rho[1] < 0.05, rho[0], rho[1]),
                   unit="Spearman rho(clean R share, Δ U_V)",
                   detail=f"over (model, task); p = {rho[1]:.2g}"),
         ]  # fmt: skip
