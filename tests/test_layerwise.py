@@ -170,7 +170,7 @@ def test_parallel_and_serial_runs_are_identical():
 
     untrained = build_untrained("tiny-llava-1.5")
     loaded = LoadedModel.from_parts(untrained.model, untrained.processor, name="rand")
-    samples = generate(["ChooseAttr"], 80, split="test", seed=5)
+    samples = generate(["ChooseAttr"], 160, split="test", seed=5)  # folds of 80 rows
     feats = extract_features(loaded, samples, correct_only=False, cache=False, progress=False)
     spec = PIDSpec(measures=("mmi", "broja"), max_dims=3, flow=True, n_bootstrap=4, n_seeds=2)
     fast = {"flow_config": FlowConfig(max_epochs=25, patience=5)}
