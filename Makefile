@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed
 # on busy 2-core machines; torch keeps its own intra-op threads.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: help book test test-fast bench bench-gpu models lint clean-book clean-cache
+.PHONY: help book check-book test test-fast bench bench-gpu models lint clean-book clean-cache
 
 help:
 	@echo "make book [PROFILE=cpu|smoke|llava|...]  execute every chapter and build the HTML book"
+	@echo "make check-book                           the smoke book in headless Chromium (after make book PROFILE=smoke)"
 	@echo "make test                                 run the test suite (unit + slow tier)"
 	@echo "make bench                                estimator, flow, extraction and knockout benchmarks"
 	@echo "make models                               retrain the embedded tiny LLaVA models (~1 h)"
@@ -28,6 +29,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 book: $(STAMP)
 	$(BIN)/python scripts/build_book.py --profile $(PROFILE)
+
+# Every page of the smoke book in headless Chromium, offline; screenshots and a report go to
+# _build/smoke/_build/screenshots/.
+check-book: $(STAMP)
+	$(BIN)/python -m pytest -m browser tests/test_browser.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

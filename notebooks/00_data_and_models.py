@@ -13,10 +13,14 @@
 # %% [markdown]
 # # Data and the embedded models
 #
-# The paper studies LLaVA-1.5-7B and LLaVA-1.6-7B on six GQA question types. Neither the weights
-# nor GQA can be downloaded where this book is built by default. The default profile therefore
-# runs on data and models that the project makes itself, through the same code path that loads
-# the real ones:
+# **The question.** What does this book measure, and do the models it measures answer from the
+# image? The paper studies LLaVA-1.5-7B and LLaVA-1.6-7B on six GQA question types. Neither the
+# weights nor GQA can be downloaded where this book is built by default, so a PID of the
+# default build is only meaningful if its stand-ins ask the same kinds of questions and really
+# use the image.
+#
+# **Method in brief.** The default profile runs on data and models that the project makes
+# itself, through the same code path that loads the real ones:
 #
 # - **Mini-GQA** is a procedural, seeded generator of scenes with scene graphs. Each scene has
 #   shapes with colour, size and material (solid or striped) on a 3×3 grid whose cells align
@@ -44,6 +48,7 @@ from pidlib.models.cards import (
     accuracy_table,
     card_summary,
     embedded_cards,
+    grounding_facts,
     pilot_markdown,
     stages_table,
 )
@@ -52,7 +57,9 @@ cfg = load_profile(profile, models=models)
 cards = embedded_cards(cfg.models)
 
 # %% [markdown]
-# ## Example questions, one row per task
+# ## Results
+#
+# ### Example questions, one row per task
 
 # %%
 examples = gallery(n_per_task=3, seed=cfg.seed)
@@ -60,7 +67,7 @@ display(contact_sheet(examples, scale=4, columns=6))
 gallery_table(examples)
 
 # %% [markdown]
-# ## The embedded models
+# ### The embedded models
 #
 # Every number below is read from the model cards (`data/models/<name>/model_card.json`) that
 # training wrote. Accuracy is measured on a fresh Mini-GQA split, with greedy decoding through
@@ -91,3 +98,52 @@ Markdown(stages_table(cards)) if cards else None
 
 # %%
 Markdown(pilot_markdown(cards) or "") if cards else None
+
+# %% [markdown]
+# ## Discussion
+
+# %%
+facts = grounding_facts(cards)
+Markdown(
+    "\n".join(
+        f"- **{name}** answers {f['image_mean']:.0%} of the held-out questions correctly on "
+        f"average over {f['tasks']} tasks (lowest: {f['weakest']}, {f['image_min']:.0%}). With a "
+        f"blank image it falls to {f['blank_mean']:.0%}, and with another scene's image to "
+        f"{f['mismatched_mean']:.0%}, against {f['chance_mean']:.0%} by chance: "
+        + (
+            "it answers from the image, so the information about the answer that the PID "
+            "chapters trace has to pass from the image into the text stream."
+            if max(f["blank_mean"], f["mismatched_mean"]) < f["chance_mean"] + 0.1
+            else "part of its accuracy survives without the right image, so the question text "
+            "alone carries some of the answer."
+        )
+        for name, f in facts.items()
+    )
+    if facts
+    else f"Profile {cfg.name} uses no embedded model: no held-out evaluation is recorded here."
+)
+
+# %% [markdown]
+# ## Limitations
+
+# %%
+Markdown(
+    (
+        "- Each accuracy comes from "
+        + " and ".join(sorted({str(f["n_per_task"]) for f in facts.values()}))
+        + " held-out questions per task, read from the model cards rather than recomputed in "
+        "this build. The weakest task of each model, with its 95% interval: "
+        + "; ".join(
+            f"{name}, {f['weakest']}: {f['image_min']:.0%} "
+            f"[{f['image_min_ci'][0]:.0%}, {f['image_min_ci'][1]:.0%}]"
+            for name, f in facts.items()
+        )
+        + ".\n"
+        if facts
+        else ""
+    )
+    + f"- Mini-GQA asks {len({s.task for s in examples})} question types about synthetic scenes, "
+    "in a closed vocabulary, and the embedded models are far smaller than the paper's 7B "
+    "models. A finding here is about this setup; the `llava` profile runs the paper's models on "
+    "real GQA."
+)

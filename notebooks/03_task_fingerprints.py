@@ -145,7 +145,7 @@ charts.figure(
 # middle layer and at the last layer, for the first model.
 # ```
 
-# %%
+# %% tags=["remove-output"]
 claims, found = fingerprint_claims(task_spread, model_spread, red, prior_tasks, probe_layers)
 record(cfg.name, "03_task_fingerprints", claims,
        {"profile": cfg.to_dict(), "priors": priors, "prior_tasks": prior_tasks})  # fmt: skip

@@ -13,7 +13,8 @@
 # %% [markdown]
 # # Attention knockouts: the causal test
 #
-# **Claims under test.** Wu, Zhang and Zhou block *Image→Question* attention: no question
+# **The question.** Does blocking the flow from the image into the question change the PID the
+# way the paper reports? Wu, Zhang and Zhou block *Image→Question* attention: no question
 # token may attend to an image token, in any layer. They report three effects:
 #
 # 1. visual-unique information is *trapped*: $U_V$ stays high in late layers;
@@ -23,7 +24,8 @@
 # They also report that the effect is strongest on vision-dependent tasks and weakest on
 # high-redundancy tasks.
 #
-# The chapter first repeats the parent measurement of Zhang et al. (CVPR 2025). A flow is
+# **Method in brief.** The chapter first repeats the parent measurement of Zhang et al. (CVPR
+# 2025). A flow is
 # blocked in a window of $k$ consecutive layers around layer $\ell$, and the measure is the
 # relative change in the probability of the answer's first token,
 # $(p_\text{knockout} - p_\text{clean}) / p_\text{clean} \times 100$, and in accuracy. It then
@@ -54,13 +56,20 @@ cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples
 samples = load_samples(cfg)
 clean_feats = load_features(cfg, samples=samples)
 clean = layerwise_pid(
-    clean_feats, pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed
+    clean_feats,
+    pid_spec=cfg.pid,
+    layers=cfg.layers,
+    parallel=cfg.parallel,
+    seed=cfg.seed,
+    progress=False,
 )
 model = ChapterModels(cfg)  # loads a model on first use only (every result below is cached)
 Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.tasks)} tasks.")
 
 # %% [markdown]
-# ## Zhang et al.'s measurement: windowed knockouts
+# ## Results
+#
+# ### Zhang et al.'s measurement: windowed knockouts
 #
 # The flows tested are Image↛Question, Image↛Last and Question↛Last. Each is blocked in a
 # window of layers around every window centre. Layers before a window are unaffected by it, so
@@ -101,7 +110,7 @@ charts.figure(
 curves.groupby(["model", "flow"])[["rel_change", "accuracy", "accuracy_clean"]].min().round(3)
 
 # %% [markdown]
-# ## The paper's measurement: PID under an all-layer Image→Question knockout
+# ### The paper's measurement: PID under an all-layer Image→Question knockout
 #
 # The questions are the ones each model answered correctly without the knockout. $V$, $L$ and
 # $Y$ are recomputed with Image→Question attention blocked in every layer. PID Flow then
@@ -140,20 +149,21 @@ charts.figure(
 # Rows: PCA and flows refit on the knocked-out activations, or the clean run's reused.
 # ```
 
+# %% [markdown]
+# ### Which tasks are hit hardest, and does redundancy protect them?
+
 # %%
 per_task = knockout_per_task(both, clean)
-per_task.sort_values(["transforms", "ΔU_V (late layers)"], ascending=[True, False]).round(3)
+per_task.sort_values(["transforms", "ΔU_V (late layers)"], ascending=[True, False]).set_index(
+    ["transforms", "model", "task"]
+).round(3)
 
-# %% [markdown]
-# ## Which tasks are hit hardest, and does redundancy protect them?
-
-# %%
+# %% tags=["remove-output"]
 claims, found = knockout_claims(per_task, curves)
 record(cfg.name, "04_knockouts", claims, {"profile": cfg.to_dict(), "sweep_samples": sweep_samples})
 
 # %% [markdown]
-# ## Summary
-
+# ## Discussion
 
 # %%
 acc_drop = found["acc_drop"]
@@ -171,6 +181,26 @@ for variant, (d_uv, d_s, d_tot, rho) in found["variants"].items():
         f"redundancy and the late-layer $\\Delta U_V$ is **{rho[0]:.2f}** (p = {rho[1]:.2g})."
     )
 Markdown("\n".join(lines))
+
+# %% [markdown]
+# ## Limitations
+
+# %%
+n_pairs = per_task.groupby("transforms").size().max()
+Markdown(
+    f"""
+- The windowed sweep asks at most {sweep_samples} correctly answered questions per task and
+  model, in windows of {cfg.knockout.window} layers; the PID under the knockout uses up to
+  {cfg.samples_per_task} questions per task that each model answered correctly without it,
+  with {cfg.pid.n_bootstrap} bootstrap resamples and {cfg.pid.n_seeds} flow seed(s).
+- The correlation between clean redundancy and the knockout's effect rests on {n_pairs}
+  (model, task) pairs, so it can detect only a strong relation.
+- The bands of the knockout-minus-clean differences treat the two runs as independent,
+  although they share their questions.
+- A knockout acts on the forward pass over the prompt; the greedy continuation of the answer
+  runs without it, on the KV cache that the knocked-out prompt made.
+"""
+)
 
 # %% [markdown]
 # ## References

@@ -13,14 +13,12 @@
 # %% [markdown]
 # # Scorecard
 #
-# There is one row per headline claim of the paper. Each row gives the paper's value and this
-# build's value with its 95% interval, and says whether the claim holds here. The chapters
-# compute these rows and record them, with the parameters and git commit that produced them, in
-# `build/<profile>/claims/`. This page only reads them. Nothing on it is typed by hand.
+# **The question.** Which of the paper's headline claims hold in this build?
 #
-# A claim that fails here is a finding about *this* setup: by default, tiny models trained on
-# synthetic scenes, not the 7B models of the paper. It does not refute the paper. The same page
-# built with `PROFILE=llava` tests the paper's own setting.
+# **Method in brief.** Each chapter turns its results into claims: the paper's value, this
+# build's value with its 95% interval, and a verdict by a rule stated under the claim. The
+# chapters record them, with the parameters and git commit that produced them, in
+# `build/<profile>/claims/`. This page only reads those records; nothing on it is typed by hand.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -28,32 +26,63 @@ profile = "cpu"
 # %%
 from IPython.display import Markdown
 
-from pidlib.analysis.claims import load_claims, tested_on
+from pidlib.analysis.claims import load_claims
+from pidlib.book.scorecard import scorecard_table, tally
 from pidlib.config.profiles import load_profile
 
 cfg = load_profile(profile)
 claims = load_claims(cfg.name)
 if claims.empty:
     raise RuntimeError(f"no claims recorded for profile {cfg.name}: run the chapters first")
+count = tally(claims)
 Markdown(
     f"Profile **{cfg.name}** ({cfg.description}); models: {', '.join(cfg.models)}; "
     f"commit(s): {', '.join(sorted(claims['commit'].unique()))}."
 )
 
-# %%
-verdict = {True: "✅ holds", False: "❌ does not hold"}
-table = claims.assign(
-    **{
-        "this build [95% CI]": claims.apply(
-            lambda r: f"{r['value']:.3g} [{r['lo']:.3g}, {r['hi']:.3g}]", axis=1
-        ),
-        "verdict": claims["holds"].map(lambda h: verdict.get(h, "– not tested")),
-        "tested on": claims.apply(tested_on, axis=1),
-    }
-)[["chapter", "claim", "paper", "this build [95% CI]", "unit", "verdict", "tested on", "detail"]]
-table.style.hide(axis="index")
+# %% [markdown]
+# ## Results
 
 # %%
-n_hold = int((claims["holds"] == True).sum())  # noqa: E712
-n_test = int(claims["holds"].notna().sum())
-Markdown(f"**{n_hold} of {n_test}** tested claims hold in this build (profile {cfg.name}).")
+scorecard_table(claims)
+
+# %%
+Markdown(
+    f"**{count['holds']} of {count['tested']}** tested claims hold in this build "
+    f"(profile {cfg.name}); {count['fails']} do not, and {count['untested']} could not be "
+    f"tested. They come from {count['chapters']} chapters."
+)
+
+# %% [markdown]
+# ## Discussion
+
+# %%
+by_chapter = claims.assign(tested=claims["holds"].notna(), held=claims["holds"] == True)  # noqa: E712
+by_chapter = by_chapter.groupby("chapter")[["tested", "held"]].sum()
+Markdown(
+    "\n".join(
+        f"- {chapter}: {int(row.held)} of {int(row.tested)} tested claims hold."
+        for chapter, row in by_chapter.iterrows()
+    )
+    + "\n\nA claim that fails here is a finding about *this* setup: by default, tiny models "
+    "trained on synthetic scenes, not the 7B models of the paper. It does not refute the paper. "
+    "The same page built with `PROFILE=llava` tests the paper's own setting."
+)
+
+# %% [markdown]
+# ## Limitations
+
+# %%
+Markdown(
+    f"""
+- Each verdict applies its rule to a 95% interval, claim by claim, with no correction for the
+  {count["tested"]} claims tested together: at that level, some verdicts can come out either
+  way by chance alone.
+- This build used {cfg.samples_per_task} questions per task, {cfg.pid.n_bootstrap} bootstrap
+  resamples and {cfg.pid.n_seeds} flow seed(s) per PID estimate: fewer samples give wider
+  intervals, which make "holds" harder to reach for claims that need an interval to clear a
+  bound.
+- A claim is "not tested" when a bound its rule rests on is undefined in this build: an
+  interval from a single value, or a statistic of too few or constant values.
+"""
+)

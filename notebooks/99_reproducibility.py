@@ -13,10 +13,12 @@
 # %% [markdown]
 # # Reproducibility
 #
-# This page records how this copy of the book was produced: the profile and its settings, the
-# git commit, the package versions, the hardware, and how long each chapter took to execute. All
-# of it is read at build time from the records that `scripts/build_book.py` and `pidlib` write.
-# To reproduce the book, check out the commit and run `make book PROFILE=<profile>`.
+# **The question.** What produced this copy of the book, and how can it be produced again?
+#
+# **Method in brief.** This page records the profile and its settings, the git commit, the
+# package versions, the hardware, and how long each chapter took to execute. All of it is read
+# at build time from the records that `scripts/build_book.py` and `pidlib` write. To reproduce
+# the book, check out the commit and run `make book PROFILE=<profile>`.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -25,6 +27,7 @@ profile = "cpu"
 import json
 
 import pandas as pd
+from IPython.display import Markdown, display
 
 from pidlib.config.profiles import load_profile
 from pidlib.core.paths import REPO_ROOT, build_dir
@@ -35,7 +38,9 @@ build = build_dir(cfg.name)
 prov = provenance()
 
 # %% [markdown]
-# ## Build
+# ## Results
+#
+# ### Build
 
 # %%
 pd.DataFrame(
@@ -53,7 +58,7 @@ pd.DataFrame(
 ).set_index("")
 
 # %% [markdown]
-# ## Execution time per chapter
+# ### Execution time per chapter
 #
 # These are wall-clock seconds for the most recent execution of each chapter under this profile.
 # A *warm* run reuses the content-addressed cache in `_cache/`, and a *cold* run computes
@@ -68,19 +73,19 @@ pd.DataFrame(
 )
 
 # %% [markdown]
-# ## Package versions
+# ### Package versions
 
 # %%
 pd.Series(prov["packages"], name="version").to_frame()
 
 # %% [markdown]
-# ## Profile settings
+# ### Profile settings
 
 # %%
 pd.json_normalize(cfg.to_dict(), sep=".").T.rename(columns={0: "value"})
 
 # %% [markdown]
-# ## GPU measurements
+# ### GPU measurements
 #
 # `make bench-gpu` measures the extraction and knockout paths in bf16 on CUDA, on a
 # random-initialised model with LLaVA-1.5-7B's real configuration. It writes
@@ -89,8 +94,40 @@ pd.json_normalize(cfg.to_dict(), sep=".").T.rename(columns={0: "value"})
 # %%
 gpu_file = REPO_ROOT / "book" / "gpu-benchmark.json"
 if gpu_file.exists():
-    from IPython.display import display
-
     display(pd.json_normalize(json.loads(gpu_file.read_text())).T)
 else:
-    print("No GPU measurement recorded yet: no CUDA machine has run `make bench-gpu`.")
+    display(Markdown("No GPU measurement recorded yet: no CUDA machine has run `make bench-gpu`."))
+
+# %% [markdown]
+# ## Discussion
+
+# %%
+seconds = {k: v["seconds"] for k, v in timings.items()}
+slowest = max(seconds, key=seconds.get) if seconds else None
+Markdown(
+    f"The chapters of this build took **{sum(seconds.values()) / 60:.1f} minutes** to execute "
+    f"in all, on {prov['hardware']['cpus']} CPU core(s); the slowest was {slowest} "
+    f"({seconds[slowest] / 60:.1f} minutes). The commit is {prov['git_commit'][:12]}"
+    + (
+        ", with uncommitted changes: the exact sources are not recoverable from it."
+        if prov["git_commit"].endswith("-dirty")
+        else ", without uncommitted changes: `git checkout` and `make book` rebuild this copy."
+    )
+    if seconds
+    else "No execution times are recorded for this profile yet."
+)
+
+# %% [markdown]
+# ## Limitations
+
+# %%
+Markdown(
+    f"""
+- Each time is the most recent execution of that chapter under profile {cfg.name}; a chapter
+  re-run alone (`--only`) updates its own row, so the rows can come from different runs, warm
+  (results read from the cache) or cold.
+- The numbers are reproducible to the seed: every PID job's seed derives from (model, task,
+  layer) and profile seed {cfg.seed}, but floating-point results can differ in the last digits
+  across CPU types, thread counts and library versions.
+"""
+)

@@ -3,11 +3,13 @@
     python scripts/build_book.py --profile cpu            # what `make book` runs
     python scripts/build_book.py --profile smoke --only 01_methods
 
-Executed notebooks go to ``build/<profile>/`` (git-ignored); the chapters the table of contents
-points at are copied to ``build/book/``; HTML goes to ``_build/html`` for the default profile and
-to ``_build/<profile>/_build/html`` for any other, so profiles never overwrite each other. Any error
-in any notebook stops the build (no ``allow_errors``); Sphinx warnings are reported all at once
-and fail the build.
+Executed notebooks go to ``build/<profile>/`` (git-ignored), complete with what each chapter
+wrote to stderr (reported on the console too). The book publishes a presented copy of each in
+``build/book/`` (:func:`pidlib.book.present.present`: parameters folded into one collapsed
+cell, code one click away, no stderr, no absolute paths). HTML goes to ``_build/html`` for the
+default profile and to ``_build/<profile>/_build/html`` for any other, so profiles never
+overwrite each other. Any error in any notebook stops the build (no ``allow_errors``); Sphinx
+warnings are reported all at once and fail the build.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ import sys
 import time
 from pathlib import Path
 
-from pidlib.book.charts import write_vega_bundle
-from pidlib.book.runner import chapters, execute_chapter
-from pidlib.config.profiles import load_profile
-from pidlib.core.paths import REPO_ROOT as ROOT
-from pidlib.core.paths import build_dir
-from pidlib.core.provenance import provenance
+# This checkout's pidlib, also where one virtual environment serves several checkouts.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nbformat  # noqa: E402
+
+from pidlib.book.charts import write_vega_bundle  # noqa: E402
+from pidlib.book.present import PROGRESS_BAR, present, stderr_lines  # noqa: E402
+from pidlib.book.runner import chapters, execute_chapter  # noqa: E402
+from pidlib.config.profiles import load_profile  # noqa: E402
+from pidlib.core.paths import REPO_ROOT as ROOT  # noqa: E402
+from pidlib.core.paths import build_dir  # noqa: E402
+from pidlib.core.provenance import provenance  # noqa: E402
 
 DEFAULT_PROFILE = "cpu"
 #: MathJax 3 parts the book needs, relative to the package's ``es5`` folder (the combined TeX +
@@ -53,6 +61,22 @@ def write_mathjax(static_dir: Path) -> Path:
         else:
             shutil.copy2(src / part, target)
     return dest / MATHJAX_PARTS[0]
+
+
+def report_stderr(executed: Path, limit: int = 20) -> list[str]:
+    """Print what a chapter wrote to stderr on the console (warnings line by line, progress bars
+    counted): the book leaves all of it out. Returns the warning lines."""
+    lines = stderr_lines(nbformat.read(executed, as_version=4))
+    bars = [ln for ln in lines if PROGRESS_BAR.search(ln)]
+    other = [ln for ln in lines if not PROGRESS_BAR.search(ln)]
+    if lines:
+        print(f"[book]   {executed.stem} wrote to stderr (not in the book): {len(other)} line(s)"
+              f" of warnings, {len(bars)} line(s) of progress bars")  # fmt: skip
+        for line in other[:limit]:
+            print(f"[book]     {line}")
+        if len(other) > limit:
+            print(f"[book]     ... {len(other) - limit} more in {executed.relative_to(ROOT)}")
+    return other
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         timings_path.write_text(json.dumps(timings, indent=1))
         print(f"[book]   {src.stem}: {seconds:.1f} s", flush=True)
+        report_stderr(out_dir / f"{src.stem}.ipynb")
     (out_dir / "provenance.json").write_text(
         json.dumps({"profile": profile.name, "source": arg, **provenance()}, indent=1)
     )
@@ -93,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     stage = ROOT / "build" / "book"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    for nb in out_dir.glob("*.ipynb"):
-        shutil.copy2(nb, stage / nb.name)
+    for path in sorted(out_dir.glob("*.ipynb")):
+        nbformat.write(present(nbformat.read(path, as_version=4), ROOT), stage / path.name)
     write_vega_bundle(ROOT / "build" / "_static")
     write_mathjax(ROOT / "build" / "_static")
     # jupyter-book writes to <path-output>/_build/html

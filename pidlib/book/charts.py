@@ -1,10 +1,11 @@
 """Altair chart builders (DataFrame in, chart out) and an offline renderer for the book.
 
 Every figure has one stable name ``fig-<topic>``: the chart's name, the saved file stem and the
-book label. :func:`figure` saves ``<name>.png`` and ``<name>.vl.json`` and returns a display
-object whose HTML draws the interactive chart with a Vega bundle served by the book itself
-(``_static/vega-bundle.js``, no CDN), with the PNG as the fallback for LaTeX/PDF and for
-viewers without that bundle.
+book label. :func:`figure` saves ``<name>.png`` and ``<name>.vl.json`` and glues a display
+object whose HTML draws the chart (SVG, with tooltips) with a Vega bundle served by the book
+itself (``_static/vega-bundle.js``, no CDN), with the PNG as the fallback for LaTeX/PDF and for
+viewers without that bundle. Charts are sized for the book's text column (about 700 CSS pixels
+at a 1000-pixel window): small multiples wrap, legends sit below the plot.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ ATOM_COLORS = {
 }
 _NAME = re.compile(r"^fig-[a-z0-9]+(-[a-z0-9]+)*$")
 _VL_VERSION = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+#: Width (CSS pixels) the plotting area of a chart may use in the book's text column.
+COLUMN_WIDTH = 640
 
 
 def figure_dir() -> Path:
@@ -58,10 +61,16 @@ def figure_dir() -> Path:
 
 
 def write_vega_bundle(static_dir: str | Path) -> Path:
-    """Write the Vega + Vega-Lite + vega-embed bundle the book's charts use (no CDN)."""
+    """Write the Vega + Vega-Lite + vega-embed bundle the book's charts use (no CDN).
+
+    The bundle is wrapped in a function scope: its top-level names (``_`` among them) would
+    otherwise clash with Sphinx's ``doctools.js`` (``const _``) and the bundle would not run.
+    It sets ``window.vegaEmbed``, ``window.vega`` and ``window.vegaLite`` itself."""
     path = Path(static_dir) / "vega-bundle.js"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(vlc.javascript_bundle(vl_version=_VL_VERSION))
+    path.write_text(
+        "(function () {\n" + vlc.javascript_bundle(vl_version=_VL_VERSION) + "\n})();\n"
+    )
     return path
 
 
@@ -82,19 +91,35 @@ class Figure:
             "<script>(function(){var s=document.getElementById("
             f'"{div}-spec");if(window.vegaEmbed&&s){{window.vegaEmbed("#{div}",'
             "JSON.parse(s.textContent),{actions:{export:true,source:false,compiled:false,"
-            'editor:false},renderer:"svg"});}}})();</script>'
+            'editor:false},renderer:"svg"});}})();</script>'
         )
         return {"text/html": snippet, "image/png": png64, "text/plain": f"<Figure {self.name}>"}
 
 
-def figure(chart: alt.TopLevelMixin, name: str, *, scale: float = 2.0, glue: bool = True) -> Figure:
-    """Save ``chart`` as ``<name>.png`` / ``<name>.vl.json`` and return it for display.
+def figure(
+    chart: alt.TopLevelMixin, name: str, *, scale: float = 2.0, glue: bool = True
+) -> Figure | None:
+    """Save ``chart`` as ``<name>.png`` / ``<name>.vl.json``; glue it, or return it for display.
 
-    In a notebook executed for the book it is also glued under ``name`` so that a
-    ``{glue:figure}`` directive with ``:name: <name>`` places and labels it.
+    With ``glue`` (the default) and myst-nb importable, the figure is glued under ``name`` and
+    nothing is returned, so the cell shows nothing: the ``{glue:figure}`` directive with
+    ``:name: <name>`` places it once, with its caption and number (a returned figure would be
+    the cell's output too, and the book would show it twice). Otherwise the figure is returned.
     """
     if not _NAME.match(name):
         raise ValueError(f"figure name {name!r} must look like 'fig-<topic>' (lower-case, dashes)")
+    chart = (
+        chart.configure_axis(labelFontSize=12, titleFontSize=12)
+        .configure_header(labelFontSize=13, titleFontSize=13)
+        .configure_legend(
+            orient="bottom",
+            columns=2,
+            labelFontSize=12,
+            titleFontSize=12,
+            labelLimit=0,
+            symbolOpacity=1,  # a band's faded swatch would otherwise stand for its line
+        )
+    )
     spec = chart.properties(name=name.replace("-", "_")).to_dict()
     png = vlc.vegalite_to_png(spec, vl_version=_VL_VERSION, scale=scale)
     out = figure_dir()
@@ -105,11 +130,25 @@ def figure(chart: alt.TopLevelMixin, name: str, *, scale: float = 2.0, glue: boo
     if glue:
         try:
             from myst_nb import glue as _glue
-
-            _glue(name, fig, display=False)
         except ImportError:  # plain Python use: nothing to glue into
-            pass
+            return fig
+        _glue(name, fig, display=False)
+        return None
     return fig
+
+
+def _panel_width(width: int | None, columns: int) -> int:
+    """The width of one of ``columns`` side-by-side panels that keeps the chart in the column
+    (``width``: at most this; None: as wide as fits, up to 260)."""
+    return max(120, min(width or 260, COLUMN_WIDTH // columns - 30))
+
+
+def _tooltip(cols: list[str | None], quantitative: set[str]) -> list:
+    """Tooltips for the named columns, in order, once each; numbers to three decimals."""
+    return [
+        alt.Tooltip(f"{c}:Q", format=".3f") if c in quantitative else alt.Tooltip(f"{c}:N")
+        for c in dict.fromkeys(c for c in cols if c)
+    ]
 
 
 def line_band(
@@ -125,30 +164,38 @@ def line_band(
     x_title: str | None = None,
     y_title: str | None = None,
     color_scale: alt.Scale | None = None,
-    width: int = 220,
-    height: int = 150,
+    width: int | None = None,
+    height: int = 160,
     columns: int | None = None,
 ) -> alt.TopLevelMixin:
-    """Lines of ``y`` over ``x`` (one per ``color``) with an optional ``[lo, hi]`` band."""
+    """Lines of ``y`` over ``x`` (one per ``color``) with an optional ``[lo, hi]`` band.
+
+    ``column`` alone: small multiples wrapped ``columns`` (default 3) to a row; ``column`` and
+    ``row``: a grid. Panels are narrowed so the chart fits the book's text column; hovering a
+    point shows its values."""
     col = alt.Color(f"{color}:N", scale=color_scale or alt.Undefined) if color else alt.Undefined
     base = alt.Chart(df).encode(x=alt.X(f"{x}:Q", title=x_title or x), color=col)
-    tooltip = [c for c in (x, y, lo, hi, color, column, row) if c]
+    tooltip = _tooltip([column, row, color, x, y, lo, hi], {x, y, lo, hi} - {None})
     layers = [
-        base.mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+        base.mark_line(point=alt.OverlayMarkDef(size=24)).encode(
             y=alt.Y(f"{y}:Q", title=y_title or y), tooltip=tooltip
         )
     ]
     if lo and hi:
         layers.insert(0, base.mark_area(opacity=0.18).encode(y=f"{lo}:Q", y2=f"{hi}:Q"))
-    chart = alt.layer(*layers).properties(width=width, height=height)
-    if column and columns and not row:  # wrapped small multiples
-        return chart.facet(facet=alt.Facet(f"{column}:N", title=None), columns=columns)
+    if column and not row:  # wrapped small multiples
+        n = df[column].nunique()
+        wrap = min(columns or 3, n)
+        chart = alt.layer(*layers).properties(width=_panel_width(width, wrap), height=height)
+        return chart.facet(facet=alt.Facet(f"{column}:N", title=None), columns=wrap)
     if column or row:
+        n = df[column].nunique() if column else 1
+        chart = alt.layer(*layers).properties(width=_panel_width(width, n), height=height)
         kw = {"column": alt.Column(f"{column}:N", title=None)} if column else {}
         if row:
             kw["row"] = alt.Row(f"{row}:N", title=None)
         return chart.facet(**kw)
-    return chart.interactive()
+    return alt.layer(*layers).properties(width=min(width or 440, COLUMN_WIDTH), height=240)
 
 
 def atom_trajectories(
@@ -200,24 +247,29 @@ def atom_bars(
     x: str,
     y: str = "estimate",
     column: str | None = None,
-    width: int = 60,
-    height: int = 160,
+    width: int = 80,
+    height: int = 140,
+    columns: int = 4,
 ) -> alt.TopLevelMixin:
-    """Stacked bars of the four atoms per ``x`` (e.g. measure or task): ``df`` has atom, ``y``."""
+    """Stacked bars of the four atoms per ``x`` (e.g. measure or task): ``df`` has atom, ``y``.
+
+    With ``column``, one panel per value, wrapped ``columns`` to a row."""
     d = df[df["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy"])]
     d = d.assign(atom=d["atom"].map(ATOM_LABELS))
     chart = (
         alt.Chart(d)
         .mark_bar()
         .encode(
-            x=alt.X(f"{x}:N", title=None),
+            x=alt.X(f"{x}:N", title=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y(f"{y}:Q", title="bits", stack="zero"),
             color=_atom_color(),
-            tooltip=[c for c in (column, x, "atom") if c] + [alt.Tooltip(f"{y}:Q", format=".3f")],
+            tooltip=_tooltip([column, x, "atom", y], {y}),
         )
         .properties(width=width, height=height)
     )
-    return chart.facet(column=alt.Column(f"{column}:N", title=None)) if column else chart
+    if not column:
+        return chart
+    return chart.facet(facet=alt.Facet(f"{column}:N", title=None), columns=columns)
 
 
 def bits_interval(estimate: tuple[float, float, float]) -> str:

@@ -154,7 +154,7 @@ def load_features(
     cache: ArrayCache | bool = True,
     oversample: float = 1.5,
     max_new_tokens: int = 5,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict[tuple[str, str], Features]:
     """``{(model, task): Features}`` with the profile's models, tasks, batch size, device, dtype,
     target and correct filter, ``samples_per_task`` correct samples each where possible.
@@ -162,8 +162,15 @@ def load_features(
     ``samples`` default to :func:`load_samples` (``oversample``). Features come from
     :func:`~pidlib.extract.features.extract_features`; a model is loaded only when one of its
     chunks is missing from the cache, so a book built without a GPU reads what a GPU run computed.
+    ``progress``: bars over samples; None (the default) shows them only when stderr is a
+    terminal, so an executed chapter holds none.
     """
+    import sys
+
     import torch
+
+    if progress is None:
+        progress = sys.stderr.isatty()
 
     samples = load_samples(profile, oversample=oversample) if samples is None else samples
     store = open_cache(cache)

@@ -105,7 +105,7 @@ def knockout_pid(
         for t in profile.tasks
     }  # fmt: skip
     run = dict(pid_spec=profile.pid, layers=profile.layers, parallel=profile.parallel,
-               seed=profile.seed)  # fmt: skip
+               seed=profile.seed, progress=False)  # fmt: skip
     refit, reused = KNOCKOUT_TRANSFORMS
     variants = {
         refit: layerwise_pid(ko, **run),

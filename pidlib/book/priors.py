@@ -34,6 +34,6 @@ def planted_prior_shares(
         cfg = load_profile(profile, models=[model], tasks=list(tasks),
                            **{**overrides, "dataset.prior": p})  # fmt: skip
         table = layerwise_pid(load_features(cfg), pid_spec=cfg.pid, layers=list(layers),
-                              parallel=cfg.parallel, seed=cfg.seed)  # fmt: skip
+                              parallel=cfg.parallel, seed=cfg.seed, progress=False)  # fmt: skip
         rows.append(shares(table[table["measure"] == "mmi"], floor).assign(prior=p))
     return pd.concat(rows, ignore_index=True)

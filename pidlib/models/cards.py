@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pidlib.models.families import KNOWN_MODELS, models_dir
+from pidlib.stats import wilson_interval
 
 __all__ = [
     "CONDITIONS", "read_cards", "embedded_cards", "accuracy_table", "stages_table",
-    "pilot_markdown", "training_tables", "card_summary", "training_facts",
+    "pilot_markdown", "training_tables", "card_summary", "training_facts", "grounding_facts",
 ]  # fmt: skip
 
 #: Image conditions of the held-out evaluation: the question's own image, a blank image, and
@@ -151,3 +152,30 @@ def training_facts(cards: dict[str, dict]) -> dict:
         "both_minutes": first["decoder_minutes"] + sum(m["own_minutes"] for m in per.values()),
         "recipe": next(iter(cards.values()))["recipe"],
     }
+
+
+def grounding_facts(cards: dict[str, dict]) -> dict:
+    """What the held-out evaluation says about grounding, per model (accuracies as fractions):
+    ``image_min`` and its task ``weakest``, with its 95% Wilson interval ``image_min_ci``,
+    ``image_mean``, ``blank_mean``, ``mismatched_mean``,
+    ``chance_mean`` (means over tasks), ``n_per_task`` (questions per task) and ``tasks``."""
+    out = {}
+    for name, card in cards.items():
+        ev = card["evaluation"]
+        acc, chance = ev["accuracy"], ev["chance"]
+        tasks = sorted(acc["image"])
+        weakest = min(tasks, key=lambda t: acc["image"][t])
+        out[name] = {
+            "image_min": acc["image"][weakest],
+            "image_min_ci": wilson_interval(
+                round(acc["image"][weakest] * ev["n_per_task"]), ev["n_per_task"]
+            ),
+            "weakest": weakest,
+            "image_mean": sum(acc["image"].values()) / len(tasks),
+            "blank_mean": sum(acc["blank"].values()) / len(tasks),
+            "mismatched_mean": sum(acc["mismatched"].values()) / len(tasks),
+            "chance_mean": sum(chance[t] for t in tasks) / len(tasks),
+            "n_per_task": ev["n_per_task"],
+            "tasks": len(tasks),
+        }
+    return out
