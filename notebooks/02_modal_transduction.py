@@ -13,8 +13,9 @@
 # %% [markdown]
 # # Modal transduction
 #
-# **Claim under test** (Wu, Zhang and Zhou, 2026). Across the decoder layers of LLaVA-1.5 and
-# LLaVA-1.6, the information about the answer moves from the image into the language stream:
+# **The question.** Across the decoder layers of LLaVA-1.5 and LLaVA-1.6, does the information
+# about the answer move from the image into the language stream, as Wu, Zhang and Zhou (2026)
+# report? Their four claims:
 #
 # 1. vision-unique information $U_V$ peaks in early layers and then decays;
 # 2. language-unique information $U_L$ surges late and carries about **82%** of the final
@@ -22,14 +23,16 @@
 # 3. synergy $S$ stays below **2%** on every task;
 # 4. the layer-wise trajectories of the two models correlate above **0.96**.
 #
-# At every layer, $V$ is the hidden state mean-pooled over the image-token positions and $L$
-# is the hidden state mean-pooled over the question tokens. $Y$ is the model's answer: the
-# first-answer-token logits over the task's answer set, a log-odds for two-option tasks. Only
-# questions that the model answers correctly enter. PID Flow (see the Methods chapter) gives
-# the four atoms with 95% cross-fitted intervals (see the Methods chapter). MMI is
-# the headline measure, as in the paper, and BROJA is shown beside it. For the two-option
-# tasks $Y$ is a scalar log-odds, where BROJA and MMI coincide exactly (Barrett, 2015). The two
-# measures can differ only on tasks with more options (CompareAttr).
+# **Method in brief.** At every layer, $V$ is the hidden state mean-pooled over the image-token
+# positions and $L$ is the hidden state mean-pooled over the question tokens. $Y$ is the
+# model's answer: the first-answer-token logits over the task's answer set, a log-odds for
+# two-option tasks. Only questions that the model answers correctly enter. PID Flow (see the
+# Methods chapter) gives the four atoms with 95% cross-fitted intervals. MMI is the headline
+# measure, as in the paper, and BROJA is shown beside it. For the two-option tasks $Y$ is a
+# scalar log-odds, where BROJA and MMI coincide exactly (Barrett, 2015); they can differ only on
+# tasks with more options (CompareAttr). Shares and claims are reported only where
+# $I(V, L; Y)$ lies measurably above an information floor, and a discrete-target cross-check
+# that can see XOR-type synergy is shown beside PID Flow.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -68,7 +71,9 @@ Markdown(
 )
 
 # %% [markdown]
-# ## The samples
+# ## Results
+#
+# ### The samples
 #
 # The table gives, for each model and task, the accuracy of greedy answers on all questions
 # seen and the number of correctly answered questions that enter the PID.
@@ -82,7 +87,7 @@ pd.DataFrame(
 ).pivot(index="task", columns="model", values=["accuracy", "samples used"])
 
 # %% [markdown]
-# ## The four atoms, layer by layer
+# ### The four atoms, layer by layer
 #
 # This view averages over the tasks, with 95% bands. The Task Fingerprints chapter shows each
 # task on its own.
@@ -127,7 +132,7 @@ charts.figure(
 # ```
 
 # %% [markdown]
-# ## Is there information to decompose? The floor
+# ### Is there information to decompose? The floor
 #
 # A share is a fraction of $I(V,L;Y)$; where that total is indistinguishable from zero, a
 # share is a fraction of noise. Each (model, task, layer) therefore gets a lower bound on
@@ -144,7 +149,7 @@ floor_view
 Markdown(floor_sentence(last, cfg.floor_bits))
 
 # %% [markdown]
-# ## Where does $U_V$ peak, and what is left at the last layer?
+# ### Where does $U_V$ peak, and what is left at the last layer?
 #
 # Only layers whose $U_V$ interval lies above the floor can hold a peak; exact ties are
 # counted (`tied`) and averaged, never broken toward the shallow end.
@@ -157,7 +162,7 @@ peaks
 last
 
 # %% [markdown]
-# ## Do the two models agree?
+# ### Do the two models agree?
 #
 # The Pearson correlation between the two models' trajectories of each atom is taken over
 # relative depth, per task. Models with different numbers of layers are aligned by
@@ -173,7 +178,7 @@ else:
 display_corr
 
 # %% [markdown]
-# ## Where synergy can come from: options named in question order
+# ### Where synergy can come from: options named in question order
 #
 # For the three *choose* tasks, the target $Y$ is the log-odds of the first option named in the
 # question against the second ("Is the star red or blue?"). Which option comes first is drawn
@@ -198,7 +203,7 @@ kind = np.where(above["task"].isin(choose), "choose: options in question order",
 above.assign(tasks=kind).groupby(["model", "tasks"])[["synergy", "unique_2"]].mean().round(3)
 
 # %% [markdown]
-# ## A non-Gaussian cross-check
+# ### A non-Gaussian cross-check
 #
 # A Gaussian PID sees dependence only through covariances, so it is blind to XOR-type synergy
 # (the Methods chapter shows it reporting 0 bits on XOR). The cross-check takes the model's
@@ -216,13 +221,43 @@ cross[cross["atom"].isin(["total", "synergy"])].pivot_table(
 # %%
 Markdown(crosscheck_sentence(cross))
 
-# %% [markdown]
-# ## Summary
-
-# %%
+# %% tags=["remove-output"]
 claims = transduction_claims(peaks, last, corr, cfg.floor_bits)
 record(cfg.name, "02_modal_transduction", claims, cfg.to_dict())
+
+# %% [markdown]
+# ## Discussion
+#
+# Each of the paper's claims, tested on the (model, task) pairs whose information lies above
+# the floor, with this build's value and 95% interval:
+
+# %%
 Markdown(claims_markdown(claims))
+
+# %% [markdown]
+# ## Limitations
+
+# %%
+used = [f.n for f in features.values()]
+n_measurable = int(last["measurable"].sum())
+Markdown(
+    f"""
+- Each (model, task) pair enters with {min(used)} to {max(used)} correctly answered questions
+  (of {cfg.samples_per_task} asked). The intervals are cross-fitted with
+  {cfg.pid.n_bootstrap} half-subsamples and {cfg.pid.n_seeds} flow seed(s); they cover the
+  sampling of questions, not the training of the models: each architecture is one trained
+  model.
+- {n_measurable} of {len(last)} (model, task) pairs carry $I(V,L;Y)$ above the
+  {cfg.floor_bits:g}-bit floor at the last layer; every claim rests on those pairs only, and
+  a claim tested on few pairs can come out either way by chance.
+- The image tokens precede the question, so under causal attention $V$ is a function of the
+  image alone. Whatever depends on the question (such as which option is named first) can
+  reach $Y$ only through $L$ or through synergy.
+- PID Flow is a Gaussian PID after per-variable Gaussianization, blind to XOR-type synergy
+  (Methods, section 6). The cross-check above is the safeguard; it has its own upward plug-in
+  bias on small tables.
+"""
+)
 
 # %% [markdown]
 # ## References

@@ -13,16 +13,18 @@
 # %% [markdown]
 # # Task fingerprints
 #
-# **Claim under test.** Each question type leaves its own *information fingerprint*: its own
-# mix of redundancy, unique information and synergy across depth. The paper argues that
-# *semantic redundancy* governs these fingerprints: how much of the answer the question text
-# already implies.
+# **The question.** Does each question type leave its own *information fingerprint*, its own
+# mix of redundancy, unique information and synergy across depth, as the paper reports? And
+# does *semantic redundancy* (how much of the answer the question text already implies) govern
+# those fingerprints, as the paper argues?
 #
-# This chapter first shows the fingerprint of each of the six tasks and orders the tasks by
-# redundancy. It then runs an experiment the paper could not run. Mini-GQA has a language-prior
-# knob: with probability $p$, an object takes its shape's typical colour. Regenerating the
-# questions at several strengths of $p$ *plants* redundancy between the question and the image.
-# Does the measured redundancy track the planted prior?
+# **Method in brief.** The layer-wise PID of the transduction chapter, task by task: each
+# atom's share of $I(V,L;Y)$, kept only where that total lies above the information floor.
+# The tasks are ordered by redundancy, and the spread of the shares across tasks is compared
+# with their spread across the two models. Then an experiment the paper could not run:
+# Mini-GQA has a language-prior knob. With probability $p$, an object takes its shape's typical
+# colour. Regenerating the questions at several strengths of $p$ *plants* redundancy between
+# the question and the image. Does the measured redundancy track the planted prior?
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -53,7 +55,9 @@ sh = shares(pid[pid["measure"] == "mmi"], floor=cfg.floor_bits)
 Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.tasks)} tasks.")
 
 # %% [markdown]
-# ## The six fingerprints
+# ## Results
+#
+# ### The six fingerprints
 #
 # The panels show each task's MMI atoms per layer as shares of $I(V,L;Y)$, for the first
 # model.
@@ -80,7 +84,7 @@ charts.figure(
 # ```
 
 # %% [markdown]
-# ## Ordering the tasks by redundancy
+# ### Ordering the tasks by redundancy
 #
 # Each task is summarised by its mean share of every atom over all layers and models. The table
 # is sorted by redundancy.
@@ -99,7 +103,7 @@ if model_spread is not None:
 spread.rename(index=charts.ATOM_LABELS).mul(100).round(1)
 
 # %% [markdown]
-# ## The fingerprints through a non-Gaussian cross-check
+# ### The fingerprints through a non-Gaussian cross-check
 #
 # The same decomposition by the discrete-target cross-check (see the transduction chapter):
 # BROJA atoms in bits at the first, middle and last layer of the first model, beside PID Flow's.
@@ -111,7 +115,7 @@ cross.pivot_table(index=["task", "layer"], columns="atom",
                   values=["PID Flow", "cross-check"]).round(3)  # fmt: skip
 
 # %% [markdown]
-# ## Planting redundancy
+# ### Planting redundancy
 #
 # The questions are regenerated at each prior strength $p$, with new scenes. The models are the
 # same; they were trained at $p = 0$. So the only thing that changes is how much the question
@@ -151,7 +155,7 @@ record(cfg.name, "03_task_fingerprints", claims,
        {"profile": cfg.to_dict(), "priors": priors, "prior_tasks": prior_tasks})  # fmt: skip
 
 # %% [markdown]
-# ## Summary
+# ## Discussion
 
 # %%
 most, least = finger.index[-1], finger.index[0]
@@ -176,6 +180,25 @@ Markdown(
 """
 )
 
+# %% [markdown]
+# ## Limitations
+
+# %%
+measurable = pid[(pid["measure"] == "mmi") & (pid["atom"] == "total")]
+share_above = (measurable["lo"].fillna(measurable["value"]) > cfg.floor_bits).mean()
+Markdown(
+    f"""
+- Shares are a fraction of $I(V,L;Y)$ and are kept only where its interval lies above the
+  {cfg.floor_bits:g}-bit floor: {share_above:.0%} of the (model, task, layer) cells here. A
+  task whose cells fall below it has no fingerprint in this build, not an empty one.
+- Each task's fingerprint comes from one trained model per architecture and
+  {cfg.samples_per_task} questions per task; the spread across tasks is compared with the
+  spread across the two models, not with the spread across retrainings of one model.
+- The planted-prior experiment regenerates questions at {len(priors)} prior strengths for
+  {len(prior_tasks)} tasks on the first model only, at {len(probe_layers)} layer(s); the models
+  were trained at $p = 0$, so the prior changes the questions, not what the models learned.
+"""
+)
 
 # %% [markdown]
 # ## References

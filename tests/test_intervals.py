@@ -2,6 +2,7 @@
 classes (issue 21)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pidlib.pid import canonical
@@ -110,3 +111,15 @@ def test_layerwise_rows_hold_their_estimates_and_a_violation_is_named():
     broken.loc[0, "hi"] = broken.loc[0, "value"] + 0.2
     with pytest.raises(ValueError, match="outside their own interval"):
         check_intervals(pd.DataFrame(broken))
+
+
+def test_validation_jobs_do_not_depend_on_the_number_of_workers():
+    """The Methods chapter's error-vs-n table is the same on one process and on two."""
+    from pidlib.pid import validation
+
+    names = [n for n in canonical.names() if n.startswith("nl_")][:2]
+    kw = {"flows": (False,), "n_bootstrap": 0}
+    one = validation.error_vs_n(names, [400], [0, 1], n_jobs=1, **kw).drop(columns="seconds")
+    two = validation.error_vs_n(names, [400], [0, 1], n_jobs=2, **kw).drop(columns="seconds")
+    pd.testing.assert_frame_equal(one, two)
+    assert len(one) == 2 * 2 * 4  # systems x seeds x atoms

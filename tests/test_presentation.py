@@ -162,3 +162,17 @@ def test_banded_lines_keep_a_legend(tmp_path, monkeypatch):
     )
     svg = vlc.vegalite_to_svg(fig.spec)
     assert "R (redundancy)" in svg and "S (synergy)" in svg
+
+
+@pytest.mark.parametrize(
+    "chapter", sorted(p.name for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+)
+def test_every_chapter_reads_like_a_paper(chapter):
+    """The question, the method in brief, results, discussion and limitations, in that order."""
+    text = (REPO_ROOT / "notebooks" / chapter).read_text()
+    parts = ["**The question.**", "Method in brief", "# ## Results", "# ## Discussion",
+             "# ## Limitations"]  # fmt: skip
+    where = [text.find(p) for p in parts]
+    missing = [p for p, i in zip(parts, where, strict=True) if i < 0]
+    assert not missing, f"{chapter}: missing {missing}"
+    assert where == sorted(where), f"{chapter}: parts out of order {where}"

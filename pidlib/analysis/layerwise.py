@@ -14,6 +14,7 @@ import numpy as np
 from pidlib.analysis.parallel import backend
 from pidlib.config.profiles import ParallelSpec, PIDSpec
 from pidlib.core.cache import ArrayCache, cache_key
+from pidlib.core.threads import one_thread
 from pidlib.extract.features import Features
 from pidlib.pid.result import ATOMS
 
@@ -59,23 +60,16 @@ def _run_job(
     Torch and BLAS are held to one thread here, in workers and in a serial run alike, so that
     results do not depend on where the job ran.
     """
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     if fit_on is not None:
         extra = {**extra, "fit_on": fit_on}
     try:
-        with threadpool_limits(1):
+        with one_thread():
             out = estimator(
                 x1, x2, y, measure=tuple(spec["measures"]), seed=seed,
                 **{k: v for k, v in spec.items() if k != "measures"}, **extra,
             )  # fmt: skip
     except (ValueError, RuntimeError) as err:  # name the job that failed
         raise type(err)(f"{label}: {err}") from err
-    finally:
-        torch.set_num_threads(threads)
     if not isinstance(out, Mapping):
         out = {spec["measures"][0]: out}
     values, lo, hi, dims = [], [], [], []

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pidlib.core.threads import one_thread
 from pidlib.pid import canonical
 from pidlib.pid.flow import pid_flow
 from pidlib.pid.result import PID
@@ -47,12 +48,8 @@ def null_system(d1: int = 21, d2: int = 29, dy: int = 1) -> canonical.System:
 
 
 def _one(system: canonical.System, n: int, rep: int, kwargs: dict[str, Any]) -> list[dict]:
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
     x1, x2, y = system.sampler(n, 10_000 + rep)
-    with threadpool_limits(1):
+    with one_thread():
         est = pid_flow(x1, x2, y, measure="mmi", seed=rep, **kwargs)
     truth = system.truth["mmi"]
     rows = []
