@@ -72,3 +72,35 @@ def test_paired_intervals_cover_a_known_change_and_are_narrower():
     assert np.all(hit["paired"] / reps >= 0.85), hit["paired"] / reps
     ratio = np.mean(width["paired"], 0) / np.mean(width["independent"], 0)
     assert np.all(ratio < 0.8), ratio
+
+
+def test_layerwise_difference_matches_the_clean_table_and_caches(tmp_path):
+    """The layer-wise job: its clean values are the clean layer-wise table's (same job seeds),
+    an identical "knockout" gives zero-width intervals at zero, a changed one a paired interval
+    narrower than the independent one; a second call reads the cache."""
+    from pidlib.analysis.layerwise import layerwise_pid
+    from pidlib.analysis.paired import DELTA_COLUMNS, layerwise_difference
+    from pidlib.config.profiles import ParallelSpec, PIDSpec
+    from pidlib.core.cache import ArrayCache
+    from tests.test_layerwise import make_features
+
+    rng = np.random.default_rng(0)
+    n, spec = 240, PIDSpec(measures=("mmi",), flow=False, n_bootstrap=8, n_seeds=2)
+    V, L = rng.normal(size=(n, 3, 2)), rng.normal(size=(n, 3, 2))
+    y = V[:, -1, 0] + L[:, -1, 0] + rng.normal(size=n)
+    clean = make_features("m", "t", V, L, y)
+    noisy = make_features("m", "t", V + rng.normal(size=V.shape), L, y)
+    kw = {"pid_spec": spec, "parallel": ParallelSpec(backend="sequential", n_jobs=1), "seed": 3}
+    store = ArrayCache(tmp_path)
+    same = layerwise_difference([clean], [clean], cache=store, **kw)
+    assert list(same.columns) == list(DELTA_COLUMNS) and len(same) == 2 * 3 * 7
+    assert (same[["delta", "lo", "hi"]] == 0).all().all()
+    table = layerwise_pid([clean], cache=False, progress=False, **kw)
+    merged = same.merge(table, on=["layer", "measure", "atom"])
+    assert np.array_equal(merged["value_clean"], merged["value"])
+    diff = layerwise_difference([clean], [noisy], cache=store, **kw)
+    v = diff[(diff["atom"] == "mi_1") & (diff["layer"] == 2)]
+    assert ((v["hi"] - v["lo"]) < (v["hi_indep"] - v["lo_indep"])).all() and (v["delta"] < 0).all()
+    n_entries = len(list(tmp_path.rglob("*.npz")))
+    again = layerwise_difference([clean], [noisy], cache=store, **kw)
+    assert again.equals(diff) and len(list(tmp_path.rglob("*.npz"))) == n_entries == 6

@@ -77,3 +77,24 @@ def test_profile_from_path(tmp_path):
 def test_real_gqa_needs_paths():
     with pytest.raises(ValueError, match="needs both 'questions' and 'images'"):
         load_profile("smoke", **{"dataset.name": "gqa"})
+
+
+def test_knockout_windows_are_a_fraction_of_depth():
+    """Windows that can localise: k = 1 and 3 on the 8-layer embedded models, Zhang et al.'s 9 on
+    LLaVA's 32 layers; every flow of the sweep, the cheap smoke stride kept."""
+    cpu, smoke, llava = (load_profile(n, check_paths=False) for n in ("cpu", "smoke", "llava"))
+    assert cpu.knockout.windows == (1, 3) and llava.knockout.windows == (9,)
+    assert set(cpu.knockout.flows) == {"image->question", "image->last", "question->last",
+                                       "last->last"}  # fmt: skip
+    assert smoke.knockout.stride == 4 and smoke.knockout.windows == cpu.knockout.windows
+
+
+def test_an_older_profiles_single_window_still_reads(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("extends: smoke\nknockout: {window: 5}\n")
+    assert load_profile(f).knockout.windows == (5,)
+    assert load_profile("smoke", **{"knockout.window": "2"}).knockout.windows == (2,)
+    with pytest.raises(ValueError, match="knockout.windows"):
+        load_profile("smoke", **{"knockout.windows": [3, 3]})
+    with pytest.raises(ValueError, match="pid_flows"):
+        load_profile("smoke", **{"knockout.pid_flows": ["image->nowhere"]})

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pidlib.analysis.layerwise import COLUMNS
+from pidlib.analysis.paired import TRANSFORMS
 from pidlib.pid.result import ATOMS
 from pidlib.stats import difference_interval
 
@@ -174,12 +175,15 @@ _KEYS = ["model", "task", "layer", "depth", "measure", "atom"]
 
 #: The two ways the knocked-out activations are measured: PCA and flows refit on them, or the
 #: clean run's reused (in this order in every table and claim list).
-KNOCKOUT_TRANSFORMS: tuple[str, ...] = ("refit", "clean maps reused")
+KNOCKOUT_TRANSFORMS: tuple[str, ...] = tuple(TRANSFORMS.values())
 
 
 def knockout_deltas(clean: pd.DataFrame, ko: pd.DataFrame) -> pd.DataFrame:
-    """Knockout minus clean per layer-wise row (``delta``), with the interval of a difference of
-    two independent estimates (:func:`pidlib.stats.difference_interval`)."""
+    """Knockout minus clean per layer-wise row (``delta``) of two separately estimated tables,
+    with the interval of a difference of two *independent* estimates
+    (:func:`pidlib.stats.difference_interval`). Runs on the same questions are paired: use
+    :func:`pidlib.analysis.paired.layerwise_difference`, whose intervals resample both runs
+    together (and which also gives this independent interval, ``lo_indep`` / ``hi_indep``)."""
     d = clean.merge(ko, on=_KEYS, suffixes=("_clean", "_ko"))
     d["delta"], d["lo"], d["hi"] = difference_interval(
         d["value_clean"], d["lo_clean"], d["hi_clean"], d["value_ko"], d["lo_ko"], d["hi_ko"]
@@ -190,12 +194,14 @@ def knockout_deltas(clean: pd.DataFrame, ko: pd.DataFrame) -> pd.DataFrame:
 def knockout_per_task(
     deltas: pd.DataFrame, clean: pd.DataFrame, late: float = 2 / 3
 ) -> pd.DataFrame:
-    """Per (transforms, model, task): mean Δ U_V over late layers (depth >= ``late``), mean Δ S
-    and Δ I(V,L;Y) over all layers (MMI), and the clean run's mean redundancy share."""
+    """Per (transforms, model, task) (and ``flow`` when the table has it): mean Δ U_V over late
+    layers (depth >= ``late``), mean Δ S and Δ I(V,L;Y) over all layers (MMI), and the clean
+    run's mean redundancy share."""
     mmi = deltas[deltas["measure"] == "mmi"]
+    keys = [*(["flow"] if "flow" in deltas else []), "transforms", "model", "task"]
 
     def mean_delta(rows: pd.DataFrame, atom: str) -> pd.Series:
-        return rows[rows["atom"] == atom].groupby(["transforms", "model", "task"])["delta"].mean()
+        return rows[rows["atom"] == atom].groupby(keys)["delta"].mean()
 
     out = pd.DataFrame({
         "ΔU_V (late layers)": mean_delta(mmi[mmi["depth"] >= late], "unique_1"),

@@ -6,8 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.summaries import KNOCKOUT_TRANSFORMS, knockout_deltas
+from pidlib.analysis.paired import layerwise_difference
 from pidlib.config.profiles import Profile
 from pidlib.core.cache import cached_table
 from pidlib.data.tasks import Sample
@@ -27,8 +26,8 @@ SWEEP_CODE: tuple[str, ...] = (
 )
 
 _SWEEP_COLUMNS = [
-    "model", "task", "flow", "center", "layers", "first_layer", "last_layer", "n_layers",
-    "p_clean", "p_ko", "rel_change", "correct_clean", "correct_ko",
+    "model", "task", "flow", "window", "center", "layers", "first_layer", "last_layer",
+    "n_layers", "p_clean", "p_ko", "rel_change", "correct_clean", "correct_ko",
 ]  # fmt: skip
 
 
@@ -63,26 +62,30 @@ def sweep_table(
     n: int,
     models: ChapterModels,
 ) -> pd.DataFrame:
-    """Zhang et al.'s windowed sweep (the profile's flows, window and stride) on the first ``n``
-    correctly answered questions of every (model, task): one row per sample, flow and centre."""
+    """Zhang et al.'s windowed sweep (the profile's flows, each of its window sizes, centres every
+    ``stride`` layers) on the first ``n`` correctly answered questions of every (model, task):
+    one row per sample, flow, window size and centre."""
 
-    def run(name: str, task: str) -> pd.DataFrame:
+    def run(name: str, task: str, k: int) -> pd.DataFrame:
         loaded = models(name)
         centers = list(range(0, loaded.num_layers, profile.knockout.stride))
         res = sweep(loaded, correct_samples(samples[task], clean[name, task], n),
-                    profile.knockout.flows, centers, window=profile.knockout.window,
+                    profile.knockout.flows, centers, window=k,
                     batch_size=profile.batch_size)  # fmt: skip
-        per = res.per_sample.assign(model=name, task=task, n_layers=loaded.num_layers)
+        per = res.per_sample.assign(model=name, task=task, window=k, n_layers=loaded.num_layers)
         return per[_SWEEP_COLUMNS].astype({"center": int, "layers": str})
 
     tables = []
     for name in profile.models:
         for task in profile.tasks:
-            params = {"columns": 2, "model": name, "task": task, "n": n,
-                      "knockout": profile.to_dict()["knockout"],
-                      "features": clean[name, task].info.get("cache_keys", [])}  # fmt: skip
-            tables.append(cached_table("knockout-sweep", params,
-                                       lambda m=name, t=task: run(m, t), SWEEP_CODE))  # fmt: skip
+            for k in profile.knockout.windows:
+                params = {"columns": 3, "model": name, "task": task, "n": n, "window": k,
+                          "flows": list(profile.knockout.flows),
+                          "stride": profile.knockout.stride,
+                          "features": clean[name, task].info.get("cache_keys", [])}  # fmt: skip
+                tables.append(cached_table("knockout-sweep", params,
+                                           lambda m=name, t=task, k=k: run(m, t, k),
+                                           SWEEP_CODE))  # fmt: skip
     return pd.concat(tables, ignore_index=True)
 
 
@@ -90,28 +93,23 @@ def knockout_pid(
     profile: Profile,
     samples: Mapping[str, Sequence[Sample]],
     clean_features: Mapping[tuple[str, str], Features],
-    clean: pd.DataFrame,
     models: ChapterModels,
     flow: str = "image->question",
 ) -> pd.DataFrame:
     """Layer-wise PID under an all-layer knockout of ``flow`` on the clean run's correct
-    questions, measured twice ("refit": PCA and flows fitted on the knocked-out activations;
-    "clean maps reused": the clean run's), as knockout-minus-clean deltas with a ``transforms``
-    column (:func:`~pidlib.analysis.summaries.knockout_deltas`)."""
+    questions, as knockout-minus-clean differences with paired intervals, measured twice
+    ("refit": PCA and flows fitted on the knocked-out activations; "clean maps reused": the
+    clean run's), in a ``transforms`` column
+    (:func:`~pidlib.analysis.paired.layerwise_difference`); ``flow`` and the knocked-out
+    accuracy (argmax over the options, ``accuracy_ko``) per (model, task) beside each row."""
     ko = {
         (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
                                   flow, batch_size=profile.batch_size, target=profile.target)
         for m in profile.models
         for t in profile.tasks
     }  # fmt: skip
-    run = dict(pid_spec=profile.pid, layers=profile.layers, parallel=profile.parallel,
-               seed=profile.seed, progress=False)  # fmt: skip
-    refit, reused = KNOCKOUT_TRANSFORMS
-    variants = {
-        refit: layerwise_pid(ko, **run),
-        reused: layerwise_pid(ko, fit_features=clean_features, **run),
-    }
-    return pd.concat(
-        [knockout_deltas(clean, table).assign(transforms=v) for v, table in variants.items()],
-        ignore_index=True,
-    )
+    table = layerwise_difference(clean_features, ko, pid_spec=profile.pid, layers=profile.layers,
+                                 parallel=profile.parallel, seed=profile.seed)  # fmt: skip
+    acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}
+    keys = zip(table["model"], table["task"], strict=True)
+    return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys])

@@ -95,18 +95,27 @@ class PIDSpec:
 
 @dataclass(frozen=True)
 class KnockoutSettings:
-    """Which attention flows to block and where (Zhang et al.'s windows, the paper's all-layer)."""
+    """Which attention flows to block and where: Zhang et al.'s windowed sweep (one sweep per
+    window size in ``windows``, centres every ``stride`` layers) and, for each of
+    ``pid_flows``, the PID under the paper's all-layer knockout. A window that localises is a
+    small fraction of the depth (k = 9 of LLaVA's 32 layers; k = 1 and 3 of 8). Older
+    profiles' ``window: k`` reads as ``windows: [k]``."""
 
-    flows: tuple[str, ...] = ("image->question", "image->last", "question->last")
-    window: int = 9
+    flows: tuple[str, ...] = tuple(FLOWS)
+    windows: tuple[int, ...] = (9,)
     stride: int = 1  # window centres every `stride` layers
+    pid_flows: tuple[str, ...] = ("image->question",)
 
     def validate(self) -> None:
-        bad = [f for f in self.flows if f not in FLOWS]
+        bad = [f for f in (*self.flows, *self.pid_flows) if f not in FLOWS]
         if bad:
-            raise ValueError(f"knockout.flows: unknown flow(s) {bad}; known: {tuple(FLOWS)}")
-        if self.window < 1 or self.stride < 1:
-            raise ValueError("knockout.window and knockout.stride must be >= 1")
+            raise ValueError(
+                f"knockout.flows / pid_flows: unknown flow(s) {bad}; known: {tuple(FLOWS)}"
+            )
+        if not self.windows or min(self.windows) < 1 or self.stride < 1:
+            raise ValueError("knockout.windows (a non-empty list) and knockout.stride must be >= 1")
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError(f"knockout.windows: {list(self.windows)} repeats a window size")
 
 
 @dataclass(frozen=True)
@@ -278,6 +287,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def _build(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
     hints = get_type_hints(cls)
+    if cls is KnockoutSettings and "window" in raw:  # older profiles: one window size, k
+        raw = {**{k: v for k, v in raw.items() if k != "window"}, "windows": [raw["window"]]}
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
