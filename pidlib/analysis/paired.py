@@ -45,8 +45,9 @@ def _run_job(clean: tuple, changed: tuple, seed: int, spec: dict, label: str) ->
 
     try:
         with one_thread():
+            rest = {k: v for k, v in spec.items() if k != "measures"}
             out = pid_flow_difference(clean, changed, measure=tuple(spec["measures"]), seed=seed,
-                                      **{k: v for k, v in spec.items() if k != "measures"})  # fmt: skip
+                                      **rest)  # fmt: skip
     except (ValueError, RuntimeError) as err:
         raise type(err)(f"{label}: {err}") from err
     nan = (math.nan, math.nan)
@@ -115,9 +116,13 @@ def layerwise_difference(
     todo = list({p[4]: p for p in plan if p[4] not in done}.values())
     with backend(parallel or ParallelSpec()):
         calls = (
-            joblib.delayed(_run_job)((f.V[:, layer], f.L[:, layer], f.Y),
-                                     (g.V[:, layer], g.L[:, layer], g.Y), s, spec_d,
-                                     f"{f.model} {f.task} layer {layer}")  # fmt: skip
+            joblib.delayed(_run_job)(
+                (f.V[:, layer], f.L[:, layer], f.Y),
+                (g.V[:, layer], g.L[:, layer], g.Y),
+                s,
+                spec_d,
+                f"{f.model} {f.task} layer {layer}",
+            )  # fmt: skip
             for f, g, layer, s, _, _ in todo
         )
         for (f, _, _, _, key, params), res in zip(
