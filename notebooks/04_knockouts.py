@@ -13,9 +13,10 @@
 # %% [markdown]
 # # Attention knockouts: the causal test
 #
-# **The question.** Does blocking the flow from the image into the question change the PID the
-# way the paper reports? Wu, Zhang and Zhou block *Image→Question* attention: no question
-# token may attend to an image token, in any layer. They report three effects:
+# **The question.** Where in the network does each flow of information matter, and does
+# blocking the flow from the image into the question change the PID the way the paper reports?
+# Wu, Zhang and Zhou block *Image→Question* attention: no question token may attend to an image
+# token, in any layer. They report three effects:
 #
 # 1. visual-unique information is *trapped*: $U_V$ stays high in late layers;
 # 2. *compensatory* synergy appears;
@@ -25,13 +26,25 @@
 # high-redundancy tasks.
 #
 # **Method in brief.** The chapter first repeats the parent measurement of Zhang et al. (CVPR
-# 2025). A flow is
-# blocked in a window of $k$ consecutive layers around layer $\ell$, and the measure is the
-# relative change in the probability of the answer's first token,
-# $(p_\text{knockout} - p_\text{clean}) / p_\text{clean} \times 100$, and in accuracy. It then
-# measures the PID per layer under the paper's all-layer Image→Question knockout. The questions
-# are the same ones the clean model answered correctly. The knocked-out activations are measured
-# twice: with PCA and flows refit on them, and through the clean run's fitted PCA and flows.
+# 2025) for all four flows (Image→Question, Image→Last, Question→Last, Last→Last; "Last" is the
+# last prompt position, where the answer is read out). A flow is blocked in a window of $k$
+# consecutive layers around layer $\ell$, and the measure is the accuracy and the relative
+# change in the probability of the answer's first token,
+# $(p_\text{knockout} - p_\text{clean}) / p_\text{clean} \times 100$. Zhang et al. use
+# $k = 9$ of LLaVA's 32 layers; on a shallow model such a window covers most of the network and
+# cannot say *where* a flow matters, so the profile sets the window sizes as a fraction of the
+# depth (below). The chapter then measures the PID per layer under the paper's all-layer
+# knockout. The questions are the same ones the clean model answered correctly, so every
+# knockout-minus-clean difference is *paired*: both runs are cross-fitted with the same folds
+# and flow seeds, and the same half-subsamples of the same questions give the difference's
+# interval (`pidlib.pid.paired`). The knocked-out activations are measured twice: with PCA and
+# flows refit on them, and through the clean run's fitted PCA and flows of the same fold.
+#
+# One thing cannot change by construction. The image tokens precede the question, and
+# attention is causal, so an image token's state never depends on the question: under
+# Image→Question the pooled image-token state $V$ is the same at every layer, and only $L$ and
+# $Y$ can move. The chapter checks this on its own data (below), and the tests check it
+# bit for bit.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -41,11 +54,12 @@ samples_per_task = None  # an integer, or None for the profile value
 sweep_samples = 200  # questions per task in the windowed sweep
 
 # %%
+import pandas as pd
 from IPython.display import Markdown
 
 from pidlib.analysis.claims import knockout_claims, record
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.summaries import knockout_per_task
+from pidlib.analysis.summaries import knockout_localisation, knockout_per_task, paired_widths
 from pidlib.book import charts
 from pidlib.book.inputs import load_features, load_samples
 from pidlib.book.knockouts import ChapterModels, knockout_pid, sweep_table
@@ -64,36 +78,40 @@ clean = layerwise_pid(
     progress=False,
 )
 model = ChapterModels(cfg)  # loads a model on first use only (every result below is cached)
-Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.tasks)} tasks.")
+n_layers = {m: clean_feats[m, cfg.tasks[0]].n_layers for m in cfg.models}
+Markdown(
+    f"Profile **{cfg.name}**: models {', '.join(cfg.models)} "
+    f"({', '.join(f'{k} layers' for k in n_layers.values())}); {len(cfg.tasks)} tasks. "
+    f"Windows of **{' and '.join(map(str, cfg.knockout.windows))}** layers, centred every "
+    f"{cfg.knockout.stride} layer(s); PID under the all-layer knockout of "
+    f"{', '.join(cfg.knockout.pid_flows)}."
+)
 
 # %% [markdown]
 # ## Results
 #
-# ### Zhang et al.'s measurement: windowed knockouts
+# ### Zhang et al.'s measurement: where each flow matters
 #
-# The flows tested are Image↛Question, Image↛Last and Question↛Last. Each is blocked in a
-# window of layers around every window centre. Layers before a window are unaffected by it, so
-# `pidlib` replays each knocked-out pass from the cached clean pass.
+# Each flow is blocked in a window of layers around every window centre, for each window size.
+# Layers before a window are unaffected by it, so `pidlib` replays each knocked-out pass from
+# the cached clean pass.
 
 # %%
 per_sample = sweep_table(cfg, samples, clean_feats, sweep_samples, model)
-curves = summarize(per_sample, by=("model", "task", "flow", "center"))
-curves["depth"] = (
-    curves["center"]
-    / per_sample.groupby("model")["n_layers"].max().reindex(curves["model"]).to_numpy()
-)
+curves = summarize(per_sample, by=("model", "task", "flow", "window", "center"))
+pooled = summarize(per_sample, by=("model", "flow", "window", "center"))
 charts.figure(
     charts.line_band(
-        curves[curves["model"] == cfg.models[0]],
+        pooled.assign(window=pooled["window"].map(lambda k: f"k = {k}")),
         x="center",
-        y="rel_change",
-        lo="rel_change_lo",
-        hi="rel_change_hi",
+        y="accuracy",
+        lo="accuracy_lo",
+        hi="accuracy_hi",
         color="flow",
-        column="task",
-        columns=3,
+        column="window",
+        row="model",
         x_title="window centre (layer)",
-        y_title="Δ p(answer) (%)",
+        y_title="accuracy under knockout",
     ),
     "fig-knockout-windows",
 )
@@ -102,12 +120,20 @@ charts.figure(
 # ```{glue:figure} fig-knockout-windows
 # :name: fig-knockout-windows
 #
-# Relative change (%) of the probability of the answer's first token when a flow is blocked in a
-# window of layers around each centre (first model; 95% intervals over questions).
+# Accuracy when a flow is blocked in a window of $k$ layers around each centre (all tasks
+# pooled; 95% Wilson intervals over questions). Without a knockout every question is answered
+# correctly: they are the ones the clean model got right.
 # ```
 
 # %%
-curves.groupby(["model", "flow"])[["rel_change", "accuracy", "accuracy_clean"]].min().round(3)
+where = knockout_localisation(pooled)
+where.set_index(["model", "flow", "window"]).round(3)
+
+# %%
+Markdown(
+    "Per model, flow and window size: the window with the lowest accuracy, and how many of "
+    "the windows lower the accuracy (Wilson interval wholly below the clean accuracy)."
+)
 
 # %% [markdown]
 # ### The paper's measurement: PID under an all-layer Image→Question knockout
@@ -123,8 +149,11 @@ curves.groupby(["model", "flow"])[["rel_change", "accuracy", "accuracy_clean"]].
 #   the clean run's leading PCA directions is then lost to the estimate.
 
 # %%
-both = knockout_pid(cfg, samples, clean_feats, clean, model)
-mmi = both[both["measure"] == "mmi"]
+both = pd.concat(
+    [knockout_pid(cfg, samples, clean_feats, model, flow) for flow in cfg.knockout.pid_flows],
+    ignore_index=True,
+)
+mmi = both[(both["measure"] == "mmi") & (both["flow"] == "image->question")]
 avg = mmi.groupby(["transforms", "model", "layer", "atom"], as_index=False)[
     ["delta", "lo", "hi"]
 ].mean()
@@ -145,21 +174,39 @@ charts.figure(
 # :name: fig-knockout-pid
 #
 # Change of each MMI atom, and of $I(V,L;Y)$, per layer under the all-layer Image→Question
-# knockout (knockout minus clean, averaged over tasks; bands combine both runs' 95% intervals).
-# Rows: PCA and flows refit on the knocked-out activations, or the clean run's reused.
+# knockout (knockout minus clean, averaged over tasks; bands: the tasks' mean paired 95%
+# intervals). Rows: PCA and flows refit on the knocked-out activations, or the clean run's
+# reused.
 # ```
+
+# %%
+iq = both[both["flow"] == "image->question"]
+widths = paired_widths(both)
+Markdown(
+    f"Under Image→Question the largest change of any pooled image-token state, over every "
+    f"layer, model and task, is **{iq['max_dV'].max():g}**: $V$ is unchanged, as causal "
+    f"attention requires. The paired intervals of the {widths['rows']} MMI differences are "
+    f"**{widths['ratio']:.2f}** times as wide as intervals that treat the two runs as "
+    f"independent (median ratio); {widths['paired_excludes_zero']:.0%} of the paired intervals "
+    f"exclude zero, against {widths['independent_excludes_zero']:.0%} of the independent ones."
+)
 
 # %% [markdown]
 # ### Which tasks are hit hardest, and does redundancy protect them?
 
 # %%
 per_task = knockout_per_task(both, clean)
-per_task.sort_values(["transforms", "ΔU_V (late layers)"], ascending=[True, False]).set_index(
-    ["transforms", "model", "task"]
+order = ["flow", "transforms", "ΔU_V (late layers)"]
+per_task.sort_values(order, ascending=[True, True, False]).set_index(
+    ["flow", "transforms", "model", "task"]
 ).round(3)
 
 # %% tags=["remove-output"]
-claims, found = knockout_claims(per_task, curves)
+# The paper's claims concern Image→Question; the sweep's claim uses the widest window (Zhang's).
+claims, found = knockout_claims(
+    per_task[per_task["flow"] == "image->question"],
+    curves[curves["window"] == max(cfg.knockout.windows)],
+)
 record(cfg.name, "04_knockouts", claims, {"profile": cfg.to_dict(), "sweep_samples": sweep_samples})
 
 # %% [markdown]
@@ -180,6 +227,25 @@ for variant, (d_uv, d_s, d_tot, rho) in found["variants"].items():
         "over layers, models and tasks). The Spearman correlation across tasks between clean "
         f"redundancy and the late-layer $\\Delta U_V$ is **{rho[0]:.2f}** (p = {rho[1]:.2g})."
     )
+smallest = min(cfg.knockout.windows)
+for w in where[where["window"] == smallest].itertuples():
+    lines.append(
+        f"- {w.model}, {w.flow} blocked in {smallest}-layer windows: the accuracy falls "
+        f"furthest in layers {w.layers}, to **{w.accuracy:.2f}** "
+        f"[{w.accuracy_lo:.2f}, {w.accuracy_hi:.2f}]; {w.windows_hurt} of {w.windows} "
+        "windows lower it."
+    )
+for (flow, variant), g in per_task.groupby(["flow", "transforms"], sort=False):
+    late = both[(both["flow"] == flow) & (both["transforms"] == variant)
+                & (both["measure"] == "mmi") & (both["atom"] == "unique_1")
+                & (both["depth"] >= 2 / 3)]  # fmt: skip
+    up, down = int((late["lo"] > 0).sum()), int((late["hi"] < 0).sum())
+    lines.append(
+        f"- All-layer {flow} ({variant}): accuracy **{g['accuracy under knockout'].mean():.2f}** "
+        f"(mean over model and task; 1 without the knockout); $I(V,L;Y)$ changes by "
+        f"{g['ΔI(V,L;Y) (all layers)'].mean():+.3f} bits on average. Of {len(late)} late-layer "
+        f"$\\Delta U_V$ rows, {up} have a paired interval above zero and {down} below."
+    )
 Markdown("\n".join(lines))
 
 # %% [markdown]
@@ -190,13 +256,17 @@ n_pairs = per_task.groupby("transforms").size().max()
 Markdown(
     f"""
 - The windowed sweep asks at most {sweep_samples} correctly answered questions per task and
-  model, in windows of {cfg.knockout.window} layers; the PID under the knockout uses up to
-  {cfg.samples_per_task} questions per task that each model answered correctly without it,
-  with {cfg.pid.n_bootstrap} bootstrap resamples and {cfg.pid.n_seeds} flow seed(s).
+  model, in windows of {" and ".join(map(str, cfg.knockout.windows))} layers centred every
+  {cfg.knockout.stride} layer(s); a window centred near either end is truncated there. The PID
+  under the knockout uses up to {cfg.samples_per_task} questions per task that each model
+  answered correctly without it, with {cfg.pid.n_bootstrap} half-subsamples and
+  {cfg.pid.n_seeds} fold split(s) and flow seed(s).
+- The PID is measured under the all-layer knockout of {", ".join(cfg.knockout.pid_flows)}
+  only; the other flows are measured by accuracy and answer probability alone.
 - The correlation between clean redundancy and the knockout's effect rests on {n_pairs}
   (model, task) pairs, so it can detect only a strong relation.
-- The bands of the knockout-minus-clean differences treat the two runs as independent,
-  although they share their questions.
+- The paired intervals cover the sampling of the questions and the fits (folds, flow seeds),
+  not a retrained model: a model trained again can move the differences more than they show.
 - A knockout acts on the forward pass over the prompt; the greedy continuation of the answer
   runs without it, on the KV cache that the knocked-out prompt made.
 """

@@ -15,7 +15,7 @@ from pidlib.stats import difference_interval
 __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
     "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_deltas",
-    "knockout_per_task",
+    "knockout_per_task", "knockout_localisation", "paired_widths",
 ]  # fmt: skip
 
 _FOUR = ATOMS[:4]
@@ -208,10 +208,46 @@ def knockout_per_task(
         "ΔS (all layers)": mean_delta(mmi, "synergy"),
         "ΔI(V,L;Y) (all layers)": mean_delta(mmi, "total"),
     }).reset_index()  # fmt: skip
+    if "accuracy_ko" in deltas:
+        acc = deltas.groupby(keys)["accuracy_ko"].first()
+        out["accuracy under knockout"] = acc.reindex(pd.MultiIndex.from_frame(out[keys])).to_numpy()
     red = shares(clean[clean["measure"] == "mmi"])
     red = red[red["atom"] == "redundancy"].groupby(["model", "task"])["share"].mean()
     out["clean R share"] = red.reindex(pd.MultiIndex.from_frame(out[["model", "task"]])).to_numpy()
     return out
+
+
+def knockout_localisation(curves: pd.DataFrame) -> pd.DataFrame:
+    """Where each flow matters: per (model, flow, window) of a windowed sweep's ``curves``
+    (:func:`pidlib.interventions.sweep.summarize` by model, flow, window and centre), the window
+    with the lowest knocked-out accuracy (its layers, accuracy with its Wilson interval, the
+    clean accuracy and the mean relative change of p(answer), %), and how many windows' accuracy
+    intervals lie wholly below the clean accuracy (``windows_hurt`` of ``windows``)."""
+    rows = []
+    for (model, flow, k), g in curves.groupby(["model", "flow", "window"], sort=False):
+        worst = g.loc[g["accuracy"].idxmin()]
+        hurt = int((g["accuracy_hi"] < g["accuracy_clean"]).sum())
+        rows.append({"model": model, "flow": flow, "window": int(k), "layers": worst["layers"],
+                     "accuracy": worst["accuracy"], "accuracy_lo": worst["accuracy_lo"],
+                     "accuracy_hi": worst["accuracy_hi"], "accuracy_clean": worst["accuracy_clean"],
+                     "rel_change": worst["rel_change"], "windows_hurt": hurt,
+                     "windows": len(g)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def paired_widths(deltas: pd.DataFrame, measure: str = "mmi") -> dict[str, float]:
+    """How much narrower the paired intervals of a knockout-difference table are than the
+    independent ones: the median ratio of widths over rows with a non-zero independent width,
+    and the fraction of rows whose paired and independent intervals exclude zero."""
+    d = deltas[(deltas["measure"] == measure) & (deltas["hi_indep"] > deltas["lo_indep"])]
+    ratio = (d["hi"] - d["lo"]) / (d["hi_indep"] - d["lo_indep"])
+
+    def excludes_zero(lo: str, hi: str) -> float:
+        return float(((d[lo] > 0) | (d[hi] < 0)).mean())
+
+    return {"ratio": float(ratio.median()), "rows": len(d),
+            "paired_excludes_zero": excludes_zero("lo", "hi"),
+            "independent_excludes_zero": excludes_zero("lo_indep", "hi_indep")}  # fmt: skip
 
 
 def floor_sentence(last: pd.DataFrame, floor: float) -> str:

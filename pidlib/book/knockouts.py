@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from pidlib.analysis.paired import layerwise_difference
@@ -100,8 +101,9 @@ def knockout_pid(
     questions, as knockout-minus-clean differences with paired intervals, measured twice
     ("refit": PCA and flows fitted on the knocked-out activations; "clean maps reused": the
     clean run's), in a ``transforms`` column
-    (:func:`~pidlib.analysis.paired.layerwise_difference`); ``flow`` and the knocked-out
-    accuracy (argmax over the options, ``accuracy_ko``) per (model, task) beside each row."""
+    (:func:`~pidlib.analysis.paired.layerwise_difference`). Beside each row, per (model, task):
+    ``flow``, the knocked-out accuracy (argmax over the options, ``accuracy_ko``) and the
+    largest change of any pooled image-token state at any layer (``max_dV``)."""
     ko = {
         (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
                                   flow, batch_size=profile.batch_size, target=profile.target)
@@ -111,5 +113,6 @@ def knockout_pid(
     table = layerwise_difference(clean_features, ko, pid_spec=profile.pid, layers=profile.layers,
                                  parallel=profile.parallel, seed=profile.seed)  # fmt: skip
     acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}
-    keys = zip(table["model"], table["task"], strict=True)
-    return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys])
+    dv = {key: float(np.abs(f.V - clean_features[key].V).max()) for key, f in ko.items()}
+    keys = list(zip(table["model"], table["task"], strict=True))
+    return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys], max_dV=[dv[k] for k in keys])
