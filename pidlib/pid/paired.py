@@ -119,22 +119,23 @@ def pid_flow_difference(
     def latents(f: PIDFlow, rows: list[np.ndarray]) -> tuple[tuple, np.ndarray]:
         return f.dims, np.concatenate(f.transform(*rows), 1)
 
-    # per split, per fold: {run: (dims, held-out latents)} and the held-out class labels
+    # per split, per fold: {run: (dims, held-out latents)} and the held-out class labels; the
+    # runs: "clean run", and the changed run through its own maps ("refit") or the clean run's
     parts: list[list[tuple[dict[str, tuple], np.ndarray | None]]] = []
     for s in range(n_seeds):
         rng, split = np.random.default_rng([seed, s]), []
         for j, held in enumerate(folds := fold_indices(n, n_folds, rng, labels)):
             train = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != j]))
             fc = fitted(s * n_folds + j, [a[train] for a in c])
-            z = {"clean": latents(fc, [a[held] for a in c])}
+            z = {"clean run": latents(fc, [a[held] for a in c])}
             if "clean" in variants:
-                z["clean maps"] = latents(fc, [a[held] for a in k])
+                z["clean"] = latents(fc, [a[held] for a in k])
             if "refit" in variants:
                 fk = fitted(s * n_folds + j, [a[train] for a in k])
                 z["refit"] = latents(fk, [a[held] for a in k])
             split.append((z, None if labels is None else labels[held]))
         parts.append(split)
-    names = ["clean", *("clean maps" if v == "clean" else "refit" for v in variants)]
+    names = ["clean run", *variants]
 
     def pids(z: dict, idx: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
         out = {}
@@ -151,7 +152,7 @@ def pid_flow_difference(
     factors = []
     for split in parts:
         for z, lab in split:
-            size = len(z["clean"][1])
+            size = len(z["clean run"][1])
             m = size // 2 if lab is None else sum(int(x) // 2 for x in np.bincount(lab) if x)
             factors.append(m / (size - m))
             for r, idx in enumerate(half_subsamples(size, n_rep, rng, lab)):
@@ -162,7 +163,7 @@ def pid_flow_difference(
             "bias_correction": bias_correction, "ci_level": ci_level, "flow": flow,
             "seed": seed}  # fmt: skip
     out: dict[str, dict[str, PIDDifference]] = {}
-    for variant, name in zip(variants, names[1:], strict=True):
+    for variant in variants:
         out[variant] = {}
         for m in measures:
 
@@ -171,7 +172,7 @@ def pid_flow_difference(
                 rep = np.array([np.mean([f[run][m] for f in r], 0) for r in reps])
                 return between.mean(0), between, rep.reshape(-1, len(CI_KEYS))
 
-            (pc, bc, rc), (pk, bk, rk) = stack("clean"), stack(name)
+            (pc, bc, rc), (pk, bk, rk) = stack("clean run"), stack(variant)
             ci = ci_ind = None
             if has_ci:
                 ci = _interval(pk - pc, _variance(rk - rc, bk - bc, factor), ci_level)
