@@ -104,3 +104,24 @@ def test_layerwise_difference_matches_the_clean_table_and_caches(tmp_path):
     n_entries = len(list(tmp_path.rglob("*.npz")))
     again = layerwise_difference([clean], [noisy], cache=store, **kw)
     assert again.equals(diff) and len(list(tmp_path.rglob("*.npz"))) == n_entries == 6
+
+
+def test_localisation_and_width_summaries():
+    import pandas as pd
+
+    from pidlib.analysis.summaries import knockout_localisation, paired_widths
+
+    curves = pd.DataFrame({
+        "model": "m", "flow": "question->last", "window": 1, "center": [0, 1, 2],
+        "layers": ["0-0", "1-1", "2-2"], "accuracy": [0.99, 0.4, 0.97],
+        "accuracy_lo": [0.95, 0.3, 0.9], "accuracy_hi": [1.0, 0.5, 0.99],
+        "accuracy_clean": 1.0, "rel_change": [-1.0, -60.0, -3.0],
+    })  # fmt: skip
+    row = knockout_localisation(curves).iloc[0]
+    assert row["layers"] == "1-1" and row["accuracy"] == 0.4
+    assert row["windows_hurt"] == 2 and row["windows"] == 3
+    deltas = pd.DataFrame({"measure": "mmi", "lo": [-0.1, 0.1], "hi": [0.1, 0.3],
+                           "lo_indep": [-0.2, -0.1], "hi_indep": [0.2, 0.5]})  # fmt: skip
+    w = paired_widths(deltas)
+    assert w["ratio"] == pytest.approx(0.41666, rel=1e-3) and w["rows"] == 2
+    assert w["paired_excludes_zero"] == 0.5 and w["independent_excludes_zero"] == 0.0
