@@ -121,8 +121,8 @@ charts.figure(
 # :name: fig-knockout-windows
 #
 # Accuracy when a flow is blocked in a window of $k$ layers around each centre (all tasks
-# pooled; 95% Wilson intervals over questions). Without a knockout every question is answered
-# correctly: they are the ones the clean model got right.
+# pooled; 95% Wilson intervals over questions). The questions are the ones the clean model
+# answered correctly, where the profile selects them (`correct_only`).
 # ```
 
 # %%
@@ -228,13 +228,15 @@ for variant, (d_uv, d_s, d_tot, rho) in found["variants"].items():
         f"redundancy and the late-layer $\\Delta U_V$ is **{rho[0]:.2f}** (p = {rho[1]:.2g})."
     )
 smallest = min(cfg.knockout.windows)
-for w in where[where["window"] == smallest].itertuples():
-    lines.append(
-        f"- {w.model}, {w.flow} blocked in {smallest}-layer windows: the accuracy falls "
-        f"furthest in layers {w.layers}, to **{w.accuracy:.2f}** "
-        f"[{w.accuracy_lo:.2f}, {w.accuracy_hi:.2f}]; {w.windows_hurt} of {w.windows} "
-        "windows lower it."
+for flow, g in where[where["window"] == smallest].groupby("flow", sort=False):
+    per_model = "; ".join(
+        f"{w.model}: layer(s) {w.layers}, accuracy **{w.accuracy:.2f}** "
+        f"[{w.accuracy_lo:.2f}, {w.accuracy_hi:.2f}], {w.windows_hurt} of {w.windows} windows "
+        "lower it"
+        for w in g.itertuples()
     )
+    lines.append(f"- {flow} blocked in {smallest}-layer windows, where it hurts most: {per_model}.")
+clean_acc = pd.Series({k: (f.choice == f.gold).mean() for k, f in clean_feats.items()}).mean()
 for (flow, variant), g in per_task.groupby(["flow", "transforms"], sort=False):
     late = both[(both["flow"] == flow) & (both["transforms"] == variant)
                 & (both["measure"] == "mmi") & (both["atom"] == "unique_1")
@@ -242,7 +244,7 @@ for (flow, variant), g in per_task.groupby(["flow", "transforms"], sort=False):
     up, down = int((late["lo"] > 0).sum()), int((late["hi"] < 0).sum())
     lines.append(
         f"- All-layer {flow} ({variant}): accuracy **{g['accuracy under knockout'].mean():.2f}** "
-        f"(mean over model and task; 1 without the knockout); $I(V,L;Y)$ changes by "
+        f"(mean over model and task; {clean_acc:.2f} without it); $I(V,L;Y)$ changes by "
         f"{g['ΔI(V,L;Y) (all layers)'].mean():+.3f} bits on average. Of {len(late)} late-layer "
         f"$\\Delta U_V$ rows, {up} have a paired interval above zero and {down} below."
     )
