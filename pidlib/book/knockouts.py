@@ -10,6 +10,7 @@ from pidlib.analysis.layerwise import layerwise_pid
 from pidlib.analysis.summaries import KNOCKOUT_TRANSFORMS, knockout_deltas
 from pidlib.config.profiles import Profile
 from pidlib.core.cache import cached_table
+from pidlib.core.stages import stage
 from pidlib.data.tasks import Sample
 from pidlib.extract.features import Features
 from pidlib.interventions.knockout import knockout_features
@@ -98,12 +99,13 @@ def knockout_pid(
     questions, measured twice ("refit": PCA and flows fitted on the knocked-out activations;
     "clean maps reused": the clean run's), as knockout-minus-clean deltas with a ``transforms``
     column (:func:`~pidlib.analysis.summaries.knockout_deltas`)."""
-    ko = {
-        (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
-                                  flow, batch_size=profile.batch_size, target=profile.target)
-        for m in profile.models
-        for t in profile.tasks
-    }  # fmt: skip
+    with stage("knockout forwards"):
+        ko = {
+            (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
+                                      flow, batch_size=profile.batch_size, target=profile.target)
+            for m in profile.models
+            for t in profile.tasks
+        }  # fmt: skip
     run = dict(pid_spec=profile.pid, layers=profile.layers, parallel=profile.parallel,
                seed=profile.seed, progress=False)  # fmt: skip
     refit, reused = KNOCKOUT_TRANSFORMS
