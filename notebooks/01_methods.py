@@ -75,11 +75,13 @@
 #
 # **Uncertainty, by cross-fitting.** The rows are split into two folds. The maps (marginals,
 # PCA, flows) fitted on one fold give the latents of the other, so no latent is measured by
-# maps fitted on it, and the estimate is the mean of the two folds' Gaussian PIDs, averaged over
-# several independent splits and flow seeds. Its 95% interval is the estimate ± 1.96 standard
-# errors, clipped at 0. The standard error combines half-subsamples of each fold's latents
-# (drawn without replacement, each bias-corrected with its own size; the delete-d jackknife) and
-# the spread over splits. Section 5 measures how often these intervals hold the truth, and why
+# maps fitted on it, and the estimate is the mean of the two folds' Gaussian PIDs. A profile
+# may ask for several independent splits and flow seeds (`pid.n_seeds`) and average them; the
+# book's profiles use one, the setting whose coverage section 5 measures. The 95% interval is
+# the estimate ± 1.96 standard errors, clipped at 0. The standard error combines
+# half-subsamples of each fold's latents (drawn without replacement, each bias-corrected with
+# its own size; the delete-d jackknife) and the spread over splits. Section 5 measures how
+# often these intervals hold the truth, and why
 # the percentile bootstrap of latent rows used before was replaced.
 
 # %% tags=["parameters"]

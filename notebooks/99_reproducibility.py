@@ -29,6 +29,7 @@ import json
 import pandas as pd
 from IPython.display import Markdown, display
 
+from pidlib.book.runner import stage_table
 from pidlib.config.profiles import load_profile
 from pidlib.core.paths import REPO_ROOT, build_dir
 from pidlib.core.provenance import provenance
@@ -71,6 +72,18 @@ pd.DataFrame(
     [(k, v["seconds"], v["finished"]) for k, v in sorted(timings.items())],
     columns=["chapter", "seconds", "finished (UTC)"],
 )
+
+# %% [markdown]
+# ### Where the time goes
+#
+# Each chapter's seconds split by stage, for the same executions: questions (generating or
+# reading them), model loading, feature extraction, layer-wise PID jobs, knockout forwards, and
+# each cached experiment by its name (the Methods chapter's tables, the knockout sweep). A stage
+# read from the cache takes almost nothing, so a warm build shows near-zero stages; `other` is
+# what no stage covers (kernel start, tables, charts, uncached analysis cells).
+
+# %%
+stage_table(build)
 
 # %% [markdown]
 # ### Package versions

@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-going",
     ]
     print("[book] " + " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
     rc = subprocess.call(cmd, cwd=ROOT)
+    print(f"[book]   HTML (jupyter-book): {time.perf_counter() - t0:.1f} s", flush=True)
     if rc == 0:
         print(f"[book] done: {html_out / 'html' / 'index.html'}")
     return rc

@@ -19,8 +19,9 @@ from pidlib.core.paths import REPO_ROOT
 
 pytestmark = pytest.mark.faults
 
-# A chapter that starts the PID stage's local workers (pidlib's loky backend) on jobs that would
-# run for ten minutes, and reports the kernel's pid.
+# A chapter that starts local workers on jobs that would run for ten minutes, and reports the
+# kernel's pid: through the PID stage's backend, or through the local workers of the Methods
+# chapter's experiments (coverage, error against n).
 _CHAPTER = """# %% tags=["parameters"]
 profile = "smoke"
 # %%
@@ -28,10 +29,11 @@ import os, pathlib, time
 import joblib
 from pidlib.analysis.parallel import backend
 from pidlib.config.profiles import ParallelSpec
+from pidlib.core.watchdog import local_workers
 
 out = pathlib.Path(os.environ["FAULTS_DIR"])
 (out / "kernel.pid").write_text(str(os.getpid()))
-with backend(ParallelSpec("loky", 2)):
+with {workers}:
     joblib.Parallel()(joblib.delayed(time.sleep)(600) for _ in range(2))
 """
 
@@ -74,11 +76,12 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_a_killed_build_leaves_no_process_behind(tmp_path):
+@pytest.mark.parametrize("workers", ['backend(ParallelSpec("loky", 2))', "local_workers(2)"])
+def test_a_killed_build_leaves_no_process_behind(tmp_path, workers):
     """``kill -9`` of a build left two loky workers (~450 MB each) and resource trackers alive
     for minutes, still computing and writing cache entries."""
     chapter = tmp_path / "chapter.py"
-    chapter.write_text(_CHAPTER)
+    chapter.write_text(_CHAPTER.format(workers=workers))
     env = {**os.environ, "FAULTS_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT),
            "OMP_NUM_THREADS": "1"}  # fmt: skip
     build = subprocess.Popen([sys.executable, "-c", _BUILD, str(chapter), str(tmp_path)], env=env,

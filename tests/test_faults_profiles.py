@@ -135,7 +135,10 @@ def test_a_profile_file_anywhere_builds_into_its_own_folder(tmp_path, monkeypatc
     executed = []
 
     def execute(src, out, parameters, figures=None):  # stands in for papermill
+        import nbformat
+
         out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbformat.v4.new_notebook(), out)  # an executed chapter, empty
         executed.append((out, dict(parameters)))
         return 0.0
 

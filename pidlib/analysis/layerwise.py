@@ -14,6 +14,7 @@ import numpy as np
 from pidlib.analysis.parallel import backend
 from pidlib.config.profiles import ParallelSpec, PIDSpec
 from pidlib.core.cache import ArrayCache, cache_key
+from pidlib.core.stages import stage
 from pidlib.core.threads import one_thread
 from pidlib.extract.features import Features
 from pidlib.pid.result import ATOMS
@@ -210,7 +211,7 @@ def layerwise_pid(
             done[key] = hit[0]
     todo = list({key: job for job in plan if (key := job[3]) not in done}.values())
     bar = tqdm(total=len(todo), desc="layer-wise PID", unit="job", disable=not progress or not todo)
-    with backend(parallel):
+    with stage("layer-wise PID jobs"), backend(parallel):
         calls = (
             joblib.delayed(_run_job)(
                 f.V[:, layer],

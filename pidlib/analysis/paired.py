@@ -13,6 +13,7 @@ from pidlib.analysis.layerwise import _as_list, _digest, job_seed
 from pidlib.analysis.parallel import backend
 from pidlib.config.profiles import ParallelSpec, PIDSpec
 from pidlib.core.cache import ArrayCache, cache_key
+from pidlib.core.stages import stage
 from pidlib.core.threads import one_thread
 from pidlib.extract.features import Features
 from pidlib.pid.paired import MAPS
@@ -114,7 +115,7 @@ def layerwise_difference(
         if hit is not None:
             done[key] = hit[0]
     todo = list({p[4]: p for p in plan if p[4] not in done}.values())
-    with backend(parallel or ParallelSpec()):
+    with stage("knockout PID jobs"), backend(parallel or ParallelSpec()):
         calls = (
             joblib.delayed(_run_job)(
                 (f.V[:, layer], f.L[:, layer], f.Y),

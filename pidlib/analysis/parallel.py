@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 from pidlib.config.profiles import ParallelSpec
-from pidlib.core.watchdog import exit_with_parent
+from pidlib.core.watchdog import local_workers
 
 __all__ = ["backend"]
 
@@ -16,7 +15,7 @@ __all__ = ["backend"]
 def backend(parallel: ParallelSpec) -> Iterator[None]:
     """joblib's backend for ``parallel``; dask / ray connect to ``parallel.address`` (or start a
     local cluster), and need their packages. Local (loky) workers watch this process and exit
-    when it dies (:func:`~pidlib.core.watchdog.exit_with_parent`)."""
+    when it dies (:func:`~pidlib.core.watchdog.local_workers`)."""
     import joblib
 
     parallel.validate()
@@ -45,8 +44,5 @@ def backend(parallel: ParallelSpec) -> Iterator[None]:
             yield
         return
     # local worker processes end with this one, even after kill -9
-    watch = {"initializer": exit_with_parent, "initargs": (os.getpid(),)} if name == "loky" else {}
-    with joblib.parallel_config(
-        backend=name, n_jobs=1 if name == "sequential" else parallel.n_jobs, **watch
-    ):
+    with local_workers(parallel.n_jobs, name):
         yield

@@ -10,6 +10,7 @@ from pathlib import Path
 from pidlib.config.profiles import DatasetSpec, Profile
 from pidlib.core.cache import ArrayCache, open_cache
 from pidlib.core.paths import REPO_ROOT
+from pidlib.core.stages import stage
 from pidlib.data.tasks import Sample, validate_tasks
 from pidlib.extract.features import Features, cached_features, extract_features
 from pidlib.models.fingerprint import source_fingerprint
@@ -172,7 +173,9 @@ def load_features(
     if progress is None:
         progress = sys.stderr.isatty()
 
-    samples = load_samples(profile, oversample=oversample) if samples is None else samples
+    if samples is None:
+        with stage("questions"):
+            samples = load_samples(profile, oversample=oversample)
     store = open_cache(cache)
     opts = {"batch_size": profile.batch_size, "chunk_batches": 8, "limit": profile.samples_per_task,
             "max_new_tokens": max_new_tokens, "correct_only": profile.correct_only,
@@ -191,10 +194,12 @@ def load_features(
                     out[name, task] = got
                     continue
             if loaded is None:
-                loaded = load_model(name, dtype=profile.dtype, device=profile.device)
-            out[name, task] = extract_features(
-                loaded, samples[task], cache=store or False, progress=progress, **opts
-            )
+                with stage("model loading"):
+                    loaded = load_model(name, dtype=profile.dtype, device=profile.device)
+            with stage("feature extraction"):
+                out[name, task] = extract_features(
+                    loaded, samples[task], cache=store or False, progress=progress, **opts
+                )
         del loaded
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -10,6 +10,7 @@ import pandas as pd
 from pidlib.analysis.paired import layerwise_difference
 from pidlib.config.profiles import Profile
 from pidlib.core.cache import cached_table
+from pidlib.core.stages import stage
 from pidlib.data.tasks import Sample
 from pidlib.extract.features import Features
 from pidlib.interventions.knockout import knockout_features
@@ -104,12 +105,13 @@ def knockout_pid(
     (:func:`~pidlib.analysis.paired.layerwise_difference`). Beside each row, per (model, task):
     ``flow``, the knocked-out accuracy (argmax over the options, ``accuracy_ko``) and the
     largest change of any pooled image-token state at any layer (``max_dV``)."""
-    ko = {
-        (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
-                                  flow, batch_size=profile.batch_size, target=profile.target)
-        for m in profile.models
-        for t in profile.tasks
-    }  # fmt: skip
+    with stage("knockout forwards"):
+        ko = {
+            (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
+                                      flow, batch_size=profile.batch_size, target=profile.target)
+            for m in profile.models
+            for t in profile.tasks
+        }  # fmt: skip
     table = layerwise_difference(clean_features, ko, pid_spec=profile.pid, layers=profile.layers,
                                  parallel=profile.parallel, seed=profile.seed)  # fmt: skip
     acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}

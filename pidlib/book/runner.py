@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pidlib.core.paths import REPO_ROOT
+from pidlib.core.stages import ENV as STAGES_ENV
 
-__all__ = ["CHAPTER_DIR", "chapters", "execute_chapter"]
+__all__ = ["CHAPTER_DIR", "chapters", "execute_chapter", "stage_log", "stage_table"]
 
 #: Where the chapters' jupytext sources live.
 CHAPTER_DIR = REPO_ROOT / "notebooks"
@@ -52,14 +53,56 @@ def execute_chapter(
     before = os.environ.get("PIDBOOK_FIGURES")
     if figures is not None:
         os.environ["PIDBOOK_FIGURES"] = str(figures)
+    stages = stage_log(out)
+    stages.parent.mkdir(parents=True, exist_ok=True)
+    stages.write_text("")  # this run's stages replace the last run's
+    before_stages = os.environ.get(STAGES_ENV)
+    os.environ[STAGES_ENV] = str(stages)
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(str(raw), str(out), parameters=dict(parameters),
                                    cwd=str(REPO_ROOT), kernel_name="python3",
                                    progress_bar=False, log_output=False)  # fmt: skip
     finally:
-        if before is None:
-            os.environ.pop("PIDBOOK_FIGURES", None)
-        else:
-            os.environ["PIDBOOK_FIGURES"] = before
+        for name, value in (("PIDBOOK_FIGURES", before), (STAGES_ENV, before_stages)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return time.perf_counter() - t0
+
+
+def stage_log(executed: Path) -> Path:
+    """The stage log (:mod:`pidlib.core.stages`) of the chapter executed to ``executed``:
+    ``stages/<stem>.jsonl`` beside it."""
+    return Path(executed).parent / "stages" / f"{Path(executed).stem}.jsonl"
+
+
+def stage_table(build: Path):
+    """Seconds per chapter (rows) and stage (columns) of the last execution of each chapter in
+    the build folder ``build``, from the stage logs and ``timings.json``; ``other`` is what no
+    stage covers (kernel start, tables, charts, uncached cells) and ``chapter`` the total. A
+    DataFrame (empty when nothing has run)."""
+    import json
+
+    import pandas as pd
+
+    from pidlib.core.stages import read_stages
+
+    timings_file = Path(build) / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+    rows = {}
+    for chapter, t in sorted(timings.items()):
+        if not isinstance(t, dict) or "seconds" not in t:
+            continue
+        per: dict[str, float] = {}
+        for record in read_stages(Path(build) / "stages" / f"{chapter}.jsonl"):
+            per[record["stage"]] = per.get(record["stage"], 0.0) + record["seconds"]
+        per["other"] = max(0.0, t["seconds"] - sum(per.values()))
+        per["chapter"] = t["seconds"]
+        rows[chapter] = per
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna(0.0)
+    if table.empty:
+        return table
+    first = [c for c in table.columns if c not in ("other", "chapter")]
+    return table[sorted(first) + ["other", "chapter"]].round(1)

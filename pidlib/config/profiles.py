@@ -72,7 +72,7 @@ class PIDSpec:
     max_dims: int = 32
     flow: bool = True
     n_bootstrap: int = 100
-    n_seeds: int = 3
+    n_seeds: int = 1
     bias_correction: bool = True
     scheme: str = "crossfit"  # intervals: cross-fitting + half-subsamples, or the old bootstrap
 

@@ -26,6 +26,7 @@ import numpy as np
 from pidlib.core.hashing import sha256_file
 from pidlib.core.paths import REPO_ROOT
 from pidlib.core.provenance import provenance
+from pidlib.core.stages import stage
 
 __all__ = [
     "open_cache",
@@ -266,7 +267,8 @@ class ArrayCache:
         hit = self.load(kind, key)
         if hit is not None:
             return hit
-        arrays = dict(compute())
+        with stage(kind):
+            arrays = dict(compute())
         manifest = self.save(kind, key, arrays, params, extra)
         return {k: np.asarray(v) for k, v in arrays.items()}, manifest
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 
-__all__ = ["exit_with_parent"]
+__all__ = ["exit_with_parent", "local_workers"]
 
 
 def _parent_alive(parent: int, direct: bool) -> bool:
@@ -39,3 +41,18 @@ def exit_with_parent(parent: int, interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="pidlib-exit-with-parent", daemon=True).start()
+
+
+@contextlib.contextmanager
+def local_workers(n_jobs: int, backend: str = "loky") -> Iterator[None]:
+    """joblib's configuration for ``joblib.Parallel()`` inside the block: ``n_jobs`` local
+    workers (``backend`` "loky", "threading" or "sequential"); loky workers run
+    :func:`exit_with_parent` for this process, so none outlives it."""
+    import joblib
+
+    watch = (
+        {"initializer": exit_with_parent, "initargs": (os.getpid(),)} if backend == "loky" else {}
+    )
+    n = 1 if backend == "sequential" else n_jobs
+    with joblib.parallel_config(backend=backend, n_jobs=n, **watch):
+        yield

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pidlib.core.threads import one_thread
+from pidlib.core.watchdog import local_workers
 from pidlib.pid import canonical
 from pidlib.pid.flow import pid_flow
 from pidlib.pid.result import PID
@@ -85,7 +86,8 @@ def coverage(
         raise ValueError(f"coverage: unknown pid_flow options {unknown}")
     resolved = [canonical.get(s) if isinstance(s, str) else s for s in systems]
     jobs = (joblib.delayed(_one)(s, n, r, pid_kwargs) for s in resolved for r in range(reps))
-    rows = [row for part in joblib.Parallel(n_jobs=n_jobs)(jobs) for row in part]
+    with local_workers(n_jobs):
+        rows = [row for part in joblib.Parallel()(jobs) for row in part]
     return pd.DataFrame(rows)
 
 

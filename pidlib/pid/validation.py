@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pidlib.core.threads import one_thread
+from pidlib.core.watchdog import local_workers
 from pidlib.pid import canonical
 from pidlib.pid.flow import pid_flow
 from pidlib.pid.gaussian import gaussian_pid
@@ -78,7 +79,8 @@ def error_vs_n(
     ``n_jobs``."""
     jobs = [joblib.delayed(_error_job)(name, n, seed, flow, measure, pid_kwargs)
             for name in names for n in ns for seed in seeds for flow in flows]  # fmt: skip
-    return pd.DataFrame([row for part in joblib.Parallel(n_jobs=n_jobs)(jobs) for row in part])
+    with local_workers(n_jobs):
+        return pd.DataFrame([row for part in joblib.Parallel()(jobs) for row in part])
 
 
 def bias_vs_dim(dims: Sequence[int], n: int, seeds: Sequence[int]) -> pd.DataFrame:
