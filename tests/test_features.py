@@ -348,3 +348,25 @@ def test_targets_canonical_order_and_margin():
     assert canon.tolist() == [-2.0, -2.0, 2.0, 2.0]
     margin = f.with_target("margin").Y[:, 0]
     assert np.allclose(margin, [2.0, 2.0, 2.0, 2.0])
+
+
+def test_an_entry_written_before_last_existed_still_loads(tiny_llava, samples, tmp_path):
+    """A cache entry without ``Last`` (an older extraction's arrays) loads, with Last = None,
+    and the analyses that need Last say so."""
+    import shutil
+
+    from pidlib.analysis.lastview import probe_table
+    from pidlib.config.views import LastPositionSpec
+
+    store = ArrayCache(tmp_path)
+    a = _extract(tiny_llava, samples, batch_size=5, cache=store)
+    (key,) = a.info["cache_keys"]
+    hit, manifest = store.load("features", key)
+    shutil.rmtree(store.path("features", key))
+    store.save("features", key, {k: v for k, v in hit.items() if k != "Last"},
+               manifest["params"])  # fmt: skip
+    b = _extract(tiny_llava, samples, batch_size=5, cache=store)
+    assert b.info["chunks_computed"] == 0 and b.Last is None
+    np.testing.assert_array_equal(a.V, b.V)
+    with pytest.raises(ValueError, match="without Last"):
+        probe_table({("m", "t"): b}, LastPositionSpec(), cache=False)
