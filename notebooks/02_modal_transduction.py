@@ -47,7 +47,24 @@ from IPython.display import Markdown
 
 from pidlib.analysis.claims import claims_markdown, record, transduction_claims
 from pidlib.analysis.crosscheck import crosscheck_sentence, crosscheck_table
+from pidlib.analysis.lastview import (
+    formation,
+    formation_sentence,
+    information_rows,
+    last_pid,
+    probe_table,
+)
 from pidlib.analysis.layerwise import layerwise_pid
+from pidlib.analysis.robustness import (
+    TARGET_LABELS,
+    cheap_backend,
+    cheap_pid_spec,
+    pid_by_target,
+    robustness_sentence,
+    robustness_settings,
+    robustness_table,
+    target_claims,
+)
 from pidlib.analysis.summaries import (
     floor_sentence,
     last_layer_shares,
@@ -221,9 +238,80 @@ cross[cross["atom"].isin(["total", "synergy"])].pivot_table(
 # %%
 Markdown(crosscheck_sentence(cross))
 
+# %% [markdown]
+# ### The last position: where is the answer formed?
+#
+# $V$ and $L$ pool the image and question tokens, but the answer is read from the next-token
+# logits at the *last* prompt position. Its hidden state at every layer, $\text{Last}$, is
+# captured by the same hooks in the same forward pass. Two measures per layer: how well a
+# linear probe (logistic regression, cross-validated) recovers the model's answer from $V$,
+# $L$, $[V, L]$ and $\text{Last}$; and $I(\text{Last}; Y)$ beside $I(V, L; Y)$, both with
+# the cheaper PID settings of the robustness table below.
+
+# %%
+rob, lp_spec = cfg.robustness, cfg.last_position
+cheap = cheap_pid_spec(cfg.pid, rob)
+probes = probe_table(features, lp_spec, seed=cfg.seed, parallel=cfg.parallel)
+last_tab = last_pid(
+    features, lp_spec, cheap, parallel=cheap_backend(cfg.parallel, rob.flow), seed=cfg.seed
+)
+by_target = pid_by_target(features, rob, cfg.pid, parallel=cfg.parallel, seed=cfg.seed)
+acc = probes.groupby(["model", "layer", "view"], as_index=False)["accuracy"].mean()
+majority = probes.groupby(["model", "layer"], as_index=False)["chance"].mean()
+acc = pd.concat(
+    [acc, majority.rename(columns={"chance": "accuracy"}).assign(view="majority answer")]
+)
+info = information_rows(last_tab, by_target.get(cfg.target))
+charts.figure(charts.views_chart(acc, info), "fig-transduction-last")
+
+# %%
+Markdown(
+    f"Probes: {lp_spec.probe_folds}-fold stratified cross-validation, logistic regression "
+    f"with C = {lp_spec.probe_c:g} on standardised states, seed {cfg.seed}; the label is the "
+    "model's chosen option. Each (model, task) enters with the same correctly answered "
+    "questions as the PID above."
+)
+
+# %% [markdown]
+# ```{glue:figure} fig-transduction-last
+# :name: fig-transduction-last
+#
+# (a) Cross-validated accuracy of linear probes of the model's answer from the pooled image
+# tokens $V$, the pooled question tokens $L$, both $[V, L]$, and the last prompt position's
+# state, mean over tasks; grey: the majority answer's rate. (b) $I(\text{Last}; Y)$ and
+# $I(V, L; Y)$ in bits (Gaussian PID of cross-fitted PCA scores), with 95% bands, mean over
+# tasks. At layer 0 the last position holds the same template token in every prompt.
+# ```
+
+# %%
+formed = formation(probes, lp_spec.formed_at)
+Markdown(formation_sentence(formed, lp_spec.formed_at))
+
 # %% tags=["remove-output"]
 claims = transduction_claims(peaks, last, corr, cfg.floor_bits)
 record(cfg.name, "02_modal_transduction", claims, cfg.to_dict())
+
+# %% [markdown]
+# ### Do the verdicts depend on the target?
+#
+# The claims are statements about $Y$, and $Y$ is a choice. Each claim is re-tested below
+# with the same features viewed through other targets (no re-extraction): *logits*, the
+# log-odds of the options in the order the question names them (this chapter's $Y$; for the
+# choose tasks that order is random, so $V$, which cannot see the question, carries no
+# information about it); *canonical*, the same log-odds with the options in alphabetical order,
+# so $Y$ no longer flips with the question; *margin*, the gold answer's logit against the
+# others'; and *hidden*, the last position's final state. Each cell gives the verdict, the value
+# with its 95% interval and the (model, task) pairs above the floor it rests on.
+
+# %%
+verdicts = target_claims(by_target, cfg.floor_bits)
+Markdown(robustness_settings(rob, cfg.pid))
+
+# %%
+robustness_table(verdicts, claims, cfg.target)
+
+# %%
+Markdown(robustness_sentence(verdicts))
 
 # %% [markdown]
 # ## Discussion
@@ -256,6 +344,11 @@ Markdown(
 - PID Flow is a Gaussian PID after per-variable Gaussianization, blind to XOR-type synergy
   (Methods, section 6). The cross-check above is the safeguard; it has its own upward plug-in
   bias on small tables.
+- The target robustness table uses cheaper settings than the chapter's estimate, so a cell can
+  differ from the chapter's verdict through the estimator as well as through $Y$; its
+  *{TARGET_LABELS["logits"]}* column against the first column shows how much.
+- The probes are linear and see one position (or one pooled view) at a time; a view a linear
+  probe cannot read may still carry the answer non-linearly.
 """
 )
 

@@ -57,8 +57,8 @@ def _hidden_states(loaded, batch):
 def test_pooled_states_equal_output_hidden_states(tiny_model, samples):
     feats = _extract(tiny_model, samples, batch_size=3)
     n_layers = tiny_model.model.config.text_config.num_hidden_layers
-    assert feats.V.shape == feats.L.shape == (5, n_layers + 1, 32)
-    assert feats.V.dtype == np.float32
+    assert feats.V.shape == feats.L.shape == feats.Last.shape == (5, n_layers + 1, 32)
+    assert feats.V.dtype == feats.Last.dtype == np.float32
     for start in (0, 3):  # the same padded batches as the extraction
         enc, out = _hidden_states(tiny_model, samples[start : start + 3])
         assert len(out.hidden_states) == n_layers + 1
@@ -69,9 +69,15 @@ def test_pooled_states_equal_output_hidden_states(tiny_model, samples):
                 q = h[b, list(pos.question)].mean(0).numpy()
                 np.testing.assert_allclose(feats.V[i, layer], v, rtol=1e-5, atol=1e-5)
                 np.testing.assert_allclose(feats.L[i, layer], q, rtol=1e-5, atol=1e-5)
+                # the last prompt position, from the same hooks (left padding: index -1)
+                np.testing.assert_allclose(feats.Last[i, layer], h[b, -1], rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(
                 feats.last_hidden[i], out.hidden_states[-1][b, -1], atol=1e-5
             )
+    np.testing.assert_array_equal(feats.Last[:, -1], feats.last_hidden)
+    sub = feats.select(np.array([0, 2]))
+    np.testing.assert_array_equal(sub.Last, feats.Last[[0, 2]])
+    assert feats.with_target("margin").Last is feats.Last
 
 
 def test_anyres_rows_have_their_own_image_token_counts(tiny_llava_next, samples):
@@ -342,3 +348,25 @@ def test_targets_canonical_order_and_margin():
     assert canon.tolist() == [-2.0, -2.0, 2.0, 2.0]
     margin = f.with_target("margin").Y[:, 0]
     assert np.allclose(margin, [2.0, 2.0, 2.0, 2.0])
+
+
+def test_an_entry_written_before_last_existed_still_loads(tiny_llava, samples, tmp_path):
+    """A cache entry without ``Last`` (an older extraction's arrays) loads, with Last = None,
+    and the analyses that need Last say so."""
+    import shutil
+
+    from pidlib.analysis.lastview import probe_table
+    from pidlib.config.views import LastPositionSpec
+
+    store = ArrayCache(tmp_path)
+    a = _extract(tiny_llava, samples, batch_size=5, cache=store)
+    (key,) = a.info["cache_keys"]
+    hit, manifest = store.load("features", key)
+    shutil.rmtree(store.path("features", key))
+    store.save("features", key, {k: v for k, v in hit.items() if k != "Last"},
+               manifest["params"])  # fmt: skip
+    b = _extract(tiny_llava, samples, batch_size=5, cache=store)
+    assert b.info["chunks_computed"] == 0 and b.Last is None
+    np.testing.assert_array_equal(a.V, b.V)
+    with pytest.raises(ValueError, match="without Last"):
+        probe_table({("m", "t"): b}, LastPositionSpec(), cache=False)

@@ -55,6 +55,10 @@ def test_overrides_as_papermill_strings():
         ({"device": "tpu"}, "device"),
         ({"target": "answer"}, "target"),
         ({"pid.flow": "maybe"}, "pid.flow: expected true/false"),
+        ({"robustness.targets": ["answer"]}, "robustness.targets"),
+        ({"robustness.n_bootstrap": 1}, "robustness.n_bootstrap"),
+        ({"last_position.probe_folds": 1}, "last_position.probe_folds"),
+        ({"last_position.formed_at": 0}, "last_position.formed_at"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

@@ -32,6 +32,8 @@ __all__ = [
     "atom_trajectories",
     "atom_bars",
     "bits_interval",
+    "VIEW_COLORS",
+    "views_chart",
 ]
 
 #: Display names and colours of the four PID atoms (and the total), used by every chapter.
@@ -270,6 +272,36 @@ def atom_bars(
     if not column:
         return chart
     return chart.facet(facet=alt.Facet(f"{column}:N", title=None), columns=columns)
+
+
+#: Colours of the probed views and the information curves of :func:`views_chart`.
+VIEW_COLORS = {
+    "V": "#e07b39",
+    "L": "#3b8bc2",
+    "[V, L]": "#7b6fb0",
+    "Last": "#222222",
+    "majority answer": "#bbbbbb",
+    "I(Last; Y)": "#222222",
+    "I(V, L; Y)": "#7b6fb0",
+}
+
+
+def views_chart(
+    accuracy: pd.DataFrame, information: pd.DataFrame, *, column: str = "model"
+) -> alt.TopLevelMixin:
+    """Two rows of panels over the layer, one column per ``column`` value: probe accuracy
+    (``accuracy``: layer, view, accuracy, plus ``column``) and bits with 95% bands
+    (``information``: layer, quantity, value, lo, hi, plus ``column``); y scales per row."""
+    acc = accuracy.rename(columns={"view": "series", "accuracy": "value"}).assign(
+        panel="a. probe accuracy"
+    )
+    bits = information.rename(columns={"quantity": "series"}).assign(panel="b. bits")
+    d = pd.concat([acc, bits], ignore_index=True)
+    present = [k for k in VIEW_COLORS if k in set(d["series"])]
+    scale = alt.Scale(domain=present, range=[VIEW_COLORS[k] for k in present])
+    chart = line_band(d, x="layer", y="value", lo="lo", hi="hi", color="series", column=column,
+                      row="panel", x_title="layer", y_title=" ", color_scale=scale)  # fmt: skip
+    return chart.resolve_scale(y="independent")
 
 
 def bits_interval(estimate: tuple[float, float, float]) -> str:

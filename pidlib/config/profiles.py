@@ -13,6 +13,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from pidlib.config.checks import check_profile_paths
+from pidlib.config.views import LastPositionSpec, RobustnessSpec
 from pidlib.config.yamlfile import read_yaml
 from pidlib.core.paths import REPO_ROOT
 from pidlib.data.tasks import validate_tasks
@@ -27,6 +28,8 @@ __all__ = [
     "PIDSpec",
     "KnockoutSettings",
     "ParallelSpec",
+    "RobustnessSpec",
+    "LastPositionSpec",
     "PROFILE_DIR",
     "available_profiles",
     "load_profile",
@@ -158,6 +161,8 @@ class Profile:
     pid: PIDSpec = field(default_factory=PIDSpec)
     knockout: KnockoutSettings = field(default_factory=KnockoutSettings)
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
+    robustness: RobustnessSpec = field(default_factory=RobustnessSpec)
+    last_position: LastPositionSpec = field(default_factory=LastPositionSpec)
     floor_bits: float = 0.05  # information floor: shares and claims need I(V,L;Y) lo above it
     coverage_reps: int = 50  # replicates per system in the Methods chapter's coverage table
 
@@ -186,7 +191,9 @@ class Profile:
             raise ValueError(f"floor_bits: {self.floor_bits} is outside [0, 10) bits")
         if self.coverage_reps < 2:
             raise ValueError(f"coverage_reps: must be >= 2, got {self.coverage_reps}")
-        for part in (self.dataset, self.pid, self.knockout, self.parallel):
+        parts = (self.dataset, self.pid, self.knockout, self.parallel, self.robustness,
+                 self.last_position)  # fmt: skip
+        for part in parts:
             part.validate()
         return self
 

@@ -51,7 +51,9 @@ class Features:
     layer after the final norm. Shapes (n samples, d hidden units, k options):
 
     - ``V`` (n, n_layers + 1, d): mean over the image-token positions; ``L``: mean over the
-      question span (the raw question's tokens only). float32.
+      question span (the raw question's tokens only); ``Last``: the state at the last prompt
+      position, whose next-token logits give the answer (``None`` for features built without
+      it). float32, all three from the same hooks in one forward.
     - ``option_logits`` (n, k): first-answer-token logit of each option (log-sum-exp over the
       option's case variants, "yes" / "Yes"); ``last_hidden`` (n, d): final-norm state at the
       last prompt position. ``prob`` (n,): softmax probability (full vocabulary) of the gold
@@ -76,6 +78,7 @@ class Features:
     options: np.ndarray
     target: str = "logits"
     info: Mapping[str, Any] = field(default_factory=dict)
+    Last: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -88,6 +91,8 @@ class Features:
             raise ValueError(
                 f"Features: V {self.V.shape} and L {self.L.shape} must be (n, layers, d)"
             )
+        if self.Last is not None and self.Last.shape != self.V.shape:
+            raise ValueError(f"Features: Last {self.Last.shape} must match V {self.V.shape}")
 
     @property
     def n(self) -> int:
@@ -138,12 +143,15 @@ class Features:
         if idx.dtype == bool and idx.shape != (self.n,):
             raise ValueError(f"select: mask has shape {idx.shape}, expected ({self.n},)")
         arrays = {k: getattr(self, k)[idx] for k in _ARRAYS}
-        return Features(self.model, self.task, target=self.target, info=self.info, **arrays)
+        last = None if self.Last is None else self.Last[idx]
+        return Features(self.model, self.task, target=self.target, info=self.info, Last=last,
+                        **arrays)  # fmt: skip
 
     def with_target(self, target: str) -> Features:
         """The same features with another target variable."""
         arrays = {k: getattr(self, k) for k in _ARRAYS}
-        return Features(self.model, self.task, target=target, info=self.info, **arrays)
+        return Features(self.model, self.task, target=target, info=self.info, Last=self.Last,
+                        **arrays)  # fmt: skip
 
 
 _ARRAYS = ("V", "L", "option_logits", "last_hidden", "prob", "answer", "correct", "choice",
@@ -166,7 +174,7 @@ def _run_batch(
     ctx = intervention(enc) if intervention is not None else contextlib.nullcontext()
     with ctx, attached(pooler.hooks()):
         out = loaded.model(**enc.inputs, use_cache=max_new_tokens > 1, logits_to_keep=1)
-    states, last = pooler.result()
+    states, lasts = pooler.result()
     logits = out.logits[:, -1].float()
     first = logits.argmax(-1)
     gold_text = [normalize_answer(s.answer) for s in batch]
@@ -178,7 +186,8 @@ def _run_batch(
         "V": states[:, :, 0].numpy(),
         "L": states[:, :, 1].numpy(),
         "option_logits": opt,
-        "last_hidden": last.numpy(),
+        "last_hidden": lasts[:, -1].numpy(),
+        "Last": lasts.numpy(),
         "prob": prob,
         "answer": np.asarray(answers, dtype=str),
         "correct": np.asarray([a == g for a, g in zip(answers, gold_text, strict=True)]),
@@ -201,7 +210,7 @@ def _store(arrays: dict[str, np.ndarray], store_dtype: str, model_dtype: str) ->
     model's own bf16 states (11 vs 8 significant bits); float32 otherwise."""
     half = store_dtype == "float16" or (store_dtype == "auto" and model_dtype in _HALF)
     out = dict(arrays)
-    for k in ("V", "L", "last_hidden") if half else ():
+    for k in ("V", "L", "Last", "last_hidden") if half else ():
         cast = arrays[k].astype(np.float16)
         if np.isfinite(cast).all():
             out[k] = cast
@@ -279,16 +288,19 @@ def _collect(
                 break
     finally:
         bar.close()
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in _ARRAYS}
-    for k in ("V", "L", "last_hidden", "option_logits", "prob"):
-        cat[k] = cat[k].astype(np.float32)
+    # an entry written before ``Last`` existed has none: such features have Last = None
+    names = (*_ARRAYS, "Last") if all("Last" in p for p in parts) else _ARRAYS
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in names}
+    for k in ("V", "L", "Last", "last_hidden", "option_logits", "prob"):
+        if k in cat:
+            cat[k] = cat[k].astype(np.float32)
     n_seen, n_correct = len(cat["qid"]), int(cat["correct"].sum())
     idx = np.flatnonzero(cat["correct"] if correct_only else np.ones(n_seen, bool))[:limit]
     info = {"model": ident, "task": task, "n_seen": n_seen, "n_correct": n_correct,
             "accuracy": n_correct / n_seen, "cache_keys": keys, "chunks_computed": computed,
             **opts, "provenance": provenance()}  # fmt: skip
     feats = Features(name, task, target=opts["target"], info=info,
-                     **{k: cat[k][idx] for k in _ARRAYS})  # fmt: skip
+                     **{k: cat[k][idx] for k in names})  # fmt: skip
     if limit is not None and feats.n < limit:
         warnings.warn(f"{name} {task}: only {feats.n} of the {limit} requested "
                       f"{'correct ' if correct_only else ''}samples", stacklevel=3)  # fmt: skip

@@ -15,6 +15,8 @@ __all__ = ["Pooler", "pool_weights"]
 class Pooler:
     """Hooks that mean-pool each hidden state as it is made. ``weights`` (B, 2, T): row 0
     averages the image block, row 1 the question span; slot ``l`` holds hidden state ``l``.
+    The same hooks keep each hidden state's last prompt position (``T - 1`` under left padding:
+    the position whose next-token logits give the answer).
 
     ``hooks()`` gives the :class:`~pidlib.models.hooks.Hook` list for
     :func:`~pidlib.models.hooks.attached`; after the forward, :meth:`result` returns the states.
@@ -23,7 +25,7 @@ class Pooler:
     def __init__(self, decoder: torch.nn.Module, weights: torch.Tensor):
         self.decoder, self.weights, self.T = decoder, weights, weights.shape[-1]
         self.states: dict[int, torch.Tensor] = {}
-        self.last: torch.Tensor | None = None
+        self.lasts: dict[int, torch.Tensor] = {}
 
     def _take(self, slot: int, h: Any) -> None:
         h = h[0] if isinstance(h, tuple) else h
@@ -32,8 +34,7 @@ class Pooler:
         if self.weights.device != h.device:  # once: the hidden states' device
             self.weights = self.weights.to(h.device)
         self.states[slot] = torch.bmm(self.weights, h.float())  # (B, 2, D)
-        if slot == len(self.decoder.layers):
-            self.last = h[:, -1].float()
+        self.lasts[slot] = h[:, -1].float()  # (B, D)
 
     def hooks(self) -> list[Hook]:
         """Layer 0's input (pre-hook), every layer's output but the last, and the final norm's
@@ -50,13 +51,15 @@ class Pooler:
         return out
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled states (B, n_layers + 1, 2, D) and the last position's final state (B, D)."""
+        """Pooled states (B, n_layers + 1, 2, D) and the last prompt position's state at every
+        layer (B, n_layers + 1, D); its final slot is the final-norm state."""
         n = len(self.decoder.layers) + 1
-        if sorted(self.states) != list(range(n)) or self.last is None:
+        if sorted(self.states) != list(range(n)):
             raise RuntimeError(
                 f"pooling hooks saw hidden states {sorted(self.states)}, not 0..{n - 1}"
             )
-        return torch.stack([self.states[i].cpu() for i in range(n)], 1), self.last.cpu()
+        pooled = torch.stack([self.states[i].cpu() for i in range(n)], 1)
+        return pooled, torch.stack([self.lasts[i].cpu() for i in range(n)], 1)
 
 
 def pool_weights(enc: Encoded, T: int) -> torch.Tensor:

@@ -1,0 +1,111 @@
+"""The transduction chapter's extra views: probes, the last-position PID, target robustness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pidlib.analysis.lastview import VIEWS, formation, last_pid, probe_accuracy, probe_table
+from pidlib.analysis.robustness import (
+    pid_by_target,
+    robustness_sentence,
+    robustness_table,
+    target_claims,
+)
+from pidlib.config.profiles import PIDSpec
+from pidlib.config.views import LastPositionSpec, RobustnessSpec, strided_layers
+from pidlib.core.cache import ArrayCache
+from pidlib.extract.features import Features
+
+
+def _labels_and_views(n: int = 400, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    sign = 2.0 * y - 1.0
+    strong = rng.normal(size=(n, 6)) + 3.0 * sign[:, None] * np.eye(6)[0]
+    weak = rng.normal(size=(n, 6)) + 0.5 * sign[:, None] * np.eye(6)[0]
+    none = rng.normal(size=(n, 6))
+    return y, strong, weak, none
+
+
+def test_probe_recovers_a_known_accuracy_ordering():
+    y, strong, weak, none = _labels_and_views()
+    a_strong, a_weak, a_none = (probe_accuracy(x, y, seed=0) for x in (strong, weak, none))
+    # Bayes accuracies: Phi(3) = 0.999, Phi(0.5) = 0.69, chance 0.5
+    assert a_strong > 0.97 and 0.6 < a_weak < 0.78 and abs(a_none - 0.5) < 0.08
+    assert a_strong > a_weak > a_none
+    assert probe_accuracy(weak, y, seed=0) == a_weak  # seeded: the same folds every time
+    assert np.isnan(probe_accuracy(strong, np.zeros(len(y), int)))  # one class: undefined
+
+
+def _features(n: int = 160, n_layers: int = 3, model: str = "m", task: str = "ChooseAttr",
+              seed: int = 0) -> Features:  # fmt: skip
+    """The answer enters Last from layer 2 on; V and L are noise; logits follow the answer."""
+    rng = np.random.default_rng(seed)
+    choice = rng.integers(0, 2, n)
+    sign = 2.0 * choice - 1.0
+    d = 4
+    V, L = rng.normal(size=(n, n_layers + 1, d)), rng.normal(size=(n, n_layers + 1, d))
+    Last = rng.normal(size=(n, n_layers + 1, d))
+    Last[:, 0] = 1.0  # the embedding of the same template token: constant
+    Last[:, 2:, 0] += 3.0 * sign[:, None]
+    logit = 2.0 * sign + rng.normal(size=n) * 0.5
+    options = np.array([["blue", "red"] if i % 2 else ["red", "blue"] for i in range(n)])
+    return Features(
+        model, task, V=V.astype(np.float32), L=L.astype(np.float32),
+        option_logits=np.stack([logit, -logit], 1).astype(np.float32),
+        last_hidden=Last[:, -1].astype(np.float32), prob=np.full(n, 0.5, np.float32),
+        answer=np.array(["a"] * n), correct=np.ones(n, bool), choice=choice.astype(np.int64),
+        gold=choice.astype(np.int64), qid=np.array([f"q{i}" for i in range(n)]),
+        options=options, Last=Last.astype(np.float32),
+    )  # fmt: skip
+
+
+def test_probe_table_and_formation_find_the_planted_layer(tmp_path):
+    feats = {("m", "ChooseAttr"): _features()}
+    spec = LastPositionSpec(probe_folds=4, formed_at=0.9)
+    store = ArrayCache(tmp_path)
+    table = probe_table(feats, spec, cache=store)
+    assert set(table["view"]) == set(VIEWS) and sorted(set(table["layer"])) == [0, 1, 2, 3]
+    acc = table.pivot(index="layer", columns="view", values="accuracy")
+    assert (acc.loc[2:, "Last"] > 0.95).all() and (acc.loc[:1, "Last"] < 0.7).all()
+    assert (acc[["V", "L", "[V, L]"]] < 0.7).all().all()
+    again = probe_table(feats, spec, cache=store)  # from the cache
+    pd.testing.assert_frame_equal(table, again)
+    (row,) = formation(table, spec.formed_at).to_dict("records")
+    assert row["layer"] == 2 and row["Last at layer"] > 0.95 and row["V at layer"] < 0.7
+
+
+def test_last_pid_skips_a_constant_last_and_sees_its_information(tmp_path):
+    feats = {("m", "ChooseAttr"): _features()}
+    pid = PIDSpec(measures=("mmi",), flow=False, n_bootstrap=4, n_seeds=1, max_dims=4)
+    table = last_pid(feats, LastPositionSpec(), pid, cache=ArrayCache(tmp_path))
+    assert sorted(set(table["layer"])) == [1, 2, 3]  # layer 0: Last is constant
+    mi = table[table["atom"] == "mi_1"].set_index("layer")["value"]
+    assert mi[3] > 1.0 > 0.2 > mi[1]
+
+
+def test_robustness_table_has_a_row_per_claim_and_a_column_per_target(tmp_path):
+    feats = {(m, t): _features(model=m, task=t, seed=i)
+             for i, (m, t) in enumerate([("a", "ChooseAttr"), ("b", "ChooseAttr")])}  # fmt: skip
+    spec = RobustnessSpec(targets=("logits", "canonical", "margin"), n_bootstrap=4)
+    pid = PIDSpec(max_dims=4)
+    tables = pid_by_target(feats, spec, pid, cache=ArrayCache(tmp_path))
+    assert list(tables) == list(spec.targets)
+    for t in spec.targets:
+        assert set(tables[t]["measure"]) == {"mmi"} and set(tables[t]["layer"]) == {0, 1, 2, 3}
+    verdicts = target_claims(tables, floor=0.05)
+    table = robustness_table(verdicts, verdicts["logits"])
+    assert len(table) == len(verdicts["logits"]) == 4  # two models: the correlation claim too
+    assert table.shape[1] == 1 + len(spec.targets)
+    assert all(c.split(":")[0] in ("holds", "does not hold", "not tested")
+               for c in table.to_numpy().ravel())  # fmt: skip
+    assert "claims keep one verdict" in robustness_sentence(verdicts)
+
+
+def test_strided_layers_keep_the_last():
+    assert strided_layers(8, 1) == tuple(range(9))
+    assert strided_layers(8, 3) == (0, 3, 6, 8)
+    with pytest.raises(ValueError, match="robustness.targets"):
+        RobustnessSpec(targets=("nope",)).validate()
