@@ -176,3 +176,11 @@ def test_every_chapter_reads_like_a_paper(chapter):
     missing = [p for p, i in zip(parts, where, strict=True) if i < 0]
     assert not missing, f"{chapter}: missing {missing}"
     assert where == sorted(where), f"{chapter}: parts out of order {where}"
+
+
+def test_a_faceted_chart_of_an_empty_table_still_draws():
+    """A planted-prior run with no share above the floor left nothing to plot; the faceted
+    chart divided by its zero panels (ZeroDivisionError) and stopped the chapter."""
+    empty = pd.DataFrame({"prior": [], "share": [], "lo": [], "hi": [], "task": [], "layer": []})
+    spec = charts.line_band(empty, x="prior", y="share", color="task", column="layer").to_dict()
+    assert spec["columns"] == 1

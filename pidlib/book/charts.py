@@ -142,7 +142,7 @@ def figure(
 def _panel_width(width: int | None, columns: int) -> int:
     """The width of one of ``columns`` side-by-side panels that keeps the chart in the column
     (``width``: at most this; None: as wide as fits, up to 260)."""
-    return max(120, min(width or 260, COLUMN_WIDTH // columns - 30))
+    return max(120, min(width or 260, COLUMN_WIDTH // max(1, columns) - 30))
 
 
 def _tooltip(cols: list[str | None], quantitative: set[str]) -> list:
@@ -187,7 +187,7 @@ def line_band(
         layers.insert(0, base.mark_area(opacity=0.18).encode(y=f"{lo}:Q", y2=f"{hi}:Q"))
     if column and not row:  # wrapped small multiples
         n = df[column].nunique()
-        wrap = min(columns or 3, n)
+        wrap = max(1, min(columns or 3, n))  # an empty frame still draws (no panels)
         chart = alt.layer(*layers).properties(width=_panel_width(width, wrap), height=height)
         return chart.facet(facet=alt.Facet(f"{column}:N", title=None), columns=wrap)
     if column or row:
