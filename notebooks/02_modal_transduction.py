@@ -64,6 +64,7 @@ from pidlib.analysis.robustness import (
     robustness_settings,
     robustness_table,
     target_claims,
+    with_robustness,
 )
 from pidlib.analysis.summaries import (
     floor_sentence,
@@ -287,9 +288,8 @@ Markdown(
 formed = formation(probes, lp_spec.formed_at)
 Markdown(formation_sentence(formed, lp_spec.formed_at))
 
-# %% tags=["remove-output"]
+# %%
 claims = transduction_claims(peaks, last, corr, cfg.floor_bits)
-record(cfg.name, "02_modal_transduction", claims, cfg.to_dict())
 
 # %% [markdown]
 # ### Do the verdicts depend on the target?
@@ -312,6 +312,9 @@ robustness_table(verdicts, claims, cfg.target)
 
 # %%
 Markdown(robustness_sentence(verdicts))
+
+# %% tags=["remove-output"]
+record(cfg.name, "02_modal_transduction", with_robustness(claims, verdicts), cfg.to_dict())
 
 # %% [markdown]
 # ## Discussion

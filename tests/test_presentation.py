@@ -184,3 +184,26 @@ def test_a_faceted_chart_of_an_empty_table_still_draws():
     empty = pd.DataFrame({"prior": [], "share": [], "lo": [], "hi": [], "task": [], "layer": []})
     spec = charts.line_band(empty, x="prior", y="share", color="task", column="layer").to_dict()
     assert spec["columns"] == 1
+
+
+def test_the_scorecard_shows_the_pairs_and_the_verdict_under_each_target():
+    claims = pd.DataFrame(
+        {
+            "chapter": ["02", "04"],
+            "claim": ["a", "b"],
+            "paper": ["p", "p"],
+            "value": [0.5, 0.1],
+            "lo": [0.4, 0.0],
+            "hi": [0.6, 0.2],
+            "unit": ["bits", "bits"],
+            "holds": [True, False],
+            "detail": ["rule", "rule"],
+            "n_tested": [4, None],
+            "n_pairs": [12, None],
+            "robustness": ["logits: holds; hidden: does not hold", None],
+        }  # fmt: skip
+    )
+    html = scorecard_table(claims).to_html()
+    assert "tested on 4 of 12 pairs" in html
+    assert "under each target: logits: holds; hidden: does not hold" in html
+    assert html.count("under each target") == 1  # a claim without robustness shows none

@@ -12,6 +12,7 @@ from pidlib.analysis.robustness import (
     robustness_sentence,
     robustness_table,
     target_claims,
+    with_robustness,
 )
 from pidlib.config.profiles import PIDSpec
 from pidlib.config.views import LastPositionSpec, RobustnessSpec, strided_layers
@@ -102,6 +103,14 @@ def test_robustness_table_has_a_row_per_claim_and_a_column_per_target(tmp_path):
     assert all(c.split(":")[0] in ("holds", "does not hold", "not tested")
                for c in table.to_numpy().ravel())  # fmt: skip
     assert "claims keep one verdict" in robustness_sentence(verdicts)
+    annotated = with_robustness(verdicts["logits"], verdicts)
+    assert [c.claim for c in annotated] == [c.claim for c in verdicts["logits"]]
+    first = annotated[0].robustness.split("; ")
+    assert [part.split(":")[0] for part in first] == list(spec.targets)
+    assert (
+        first[0].split(": ")[1]
+        == {True: "holds", False: "does not hold", None: "not tested"}[verdicts["logits"][0].holds]
+    )
 
 
 def test_strided_layers_keep_the_last():

@@ -42,6 +42,7 @@ class Claim:
     detail: str = ""
     n_tested: int | None = None  # (model, task) pairs the claim was tested on ...
     n_pairs: int | None = None  # ... of this many (the rest lack measurable information)
+    robustness: str = ""  # its verdict under other settings, e.g. "canonical: holds; ..."
 
 
 def _holds(test: bool, *bounds: float) -> bool | None:

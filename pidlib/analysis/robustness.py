@@ -16,7 +16,8 @@ from pidlib.config.views import RobustnessSpec, strided_layers
 from pidlib.extract.features import Features
 
 __all__ = ["TARGET_LABELS", "cheap_pid_spec", "cheap_backend", "pid_by_target", "target_claims",
-           "robustness_table", "robustness_sentence", "robustness_settings"]  # fmt: skip
+           "robustness_table", "robustness_sentence", "robustness_settings",
+           "with_robustness"]  # fmt: skip
 
 #: How each target reads in a table header.
 TARGET_LABELS: dict[str, str] = {
@@ -75,6 +76,16 @@ def target_claims(tables: Mapping[str, pd.DataFrame], floor: float) -> dict[str,
         corr = trajectory_correlation(pid, models[:2], measure="mmi") if len(models) >= 2 else None
         out[target] = transduction_claims(peaks, last, corr, floor)
     return out
+
+
+def with_robustness(claims: list[Claim], by_target: Mapping[str, list[Claim]]) -> list[Claim]:
+    """The chapter's ``claims``, each with its verdict under every target of ``by_target``
+    (:func:`target_claims`) in ``robustness``, for the scorecard."""
+    seen: dict[str, list[str]] = {}
+    for target, target_claims_ in by_target.items():
+        for c in target_claims_:
+            seen.setdefault(c.claim, []).append(f"{target}: {_VERDICT[c.holds]}")
+    return [dataclasses.replace(c, robustness="; ".join(seen.get(c.claim, []))) for c in claims]
 
 
 def _cell(c: Claim) -> str:

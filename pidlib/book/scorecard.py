@@ -37,6 +37,9 @@ def _claim_cell(row: pd.Series) -> str:
     parts = [str(row[c]) for c in ("chapter", "unit", "detail") if row[c]]
     if tested := tested_on(row):
         parts.append(f"tested on {tested}")
+    robustness = row.get("robustness")
+    if isinstance(robustness, str) and robustness:
+        parts.append(f"under each target: {robustness}")
     small = " · ".join(html.escape(p) for p in parts)
     return f"<strong>{html.escape(str(row['claim']))}</strong><br><small>{small}</small>"
 
