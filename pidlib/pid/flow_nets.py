@@ -79,7 +79,10 @@ class FlowConfig:
     batch_size: int = 1024
     min_steps: int = 8
     max_epochs: int = 200
-    patience: int = 10
+    # 5, not 10: at the book's sizes most fits peak within 5 epochs, and the extra epochs cost a
+    # third of the CPU with the same estimates (latent-Gaussian systems at n = 1000, 2 seeds:
+    # mean largest atom error 0.1008 vs 0.1000 bits)
+    patience: int = 5
     min_delta: float = 1e-3
     val_fraction: float = 0.2
     marginal: bool = True
