@@ -220,12 +220,19 @@ lines = [
     f"(95% CI [{acc_drop[1]:.1f}, {acc_drop[2]:.1f}])."
 ]
 for variant, (d_uv, d_s, d_tot, rho) in found["variants"].items():
+    r, p, used, pairs = rho
+    relation = (
+        f"is **{r:.2f}** (p = {p:.2g}, {used} of {pairs} (model, task) pairs)"
+        if r == r
+        else f"cannot be computed: only {used} of {pairs} (model, task) pairs have a clean "
+        "redundancy share above the information floor"
+    )
     lines.append(
         f"- All-layer Image→Question knockout, PCA and flows **{variant}**: late-layer $U_V$ "
         f"changes by {charts.bits_interval(d_uv)}, synergy by {charts.bits_interval(d_s)} and "
         f"$I(V,L;Y)$ by {charts.bits_interval(d_tot)} (means "
         "over layers, models and tasks). The Spearman correlation across tasks between clean "
-        f"redundancy and the late-layer $\\Delta U_V$ is **{rho[0]:.2f}** (p = {rho[1]:.2g})."
+        f"redundancy and the late-layer $\\Delta U_V$ {relation}."
     )
 smallest = min(cfg.knockout.windows)
 for flow, g in where[where["window"] == smallest].groupby("flow", sort=False):

@@ -118,3 +118,25 @@ def test_strided_layers_keep_the_last():
     assert strided_layers(8, 3) == (0, 3, 6, 8)
     with pytest.raises(ValueError, match="robustness.targets"):
         RobustnessSpec(targets=("nope",)).validate()
+
+
+def test_the_redundancy_relation_uses_the_pairs_above_the_floor():
+    """Pairs below the information floor have no redundancy share (NaN); one NaN made the
+    Spearman rho NaN and the claim untestable on every profile."""
+    from pidlib.analysis.claims import knockout_claims
+
+    share = [0.1, 0.2, np.nan, 0.4, np.nan, 0.6]
+    d_uv = [0.6, 0.5, 0.9, 0.3, 0.2, 0.1]
+    per_task = pd.DataFrame({"transforms": "refit", "model": "m", "task": list("abcdef"),
+                             "clean R share": share, "ΔU_V (late layers)": d_uv,
+                             "ΔS (all layers)": 0.0, "ΔI(V,L;Y) (all layers)": 0.0})  # fmt: skip
+    curves = pd.DataFrame({"flow": "image->question", "model": "m", "task": list("abcdef"),
+                           "rel_change": -1.0})  # fmt: skip
+    claims, found = knockout_claims(per_task, curves)
+    r, p, used, pairs = found["variants"]["refit"][3]
+    assert (used, pairs) == (4, 6) and r == pytest.approx(-1.0)
+    relation = [c for c in claims if c.unit.startswith("Spearman")][0]
+    assert (relation.n_tested, relation.n_pairs) == (4, 6) and relation.holds is True
+    per_task.loc[[0, 1], "clean R share"] = np.nan  # two pairs left: no correlation
+    r, _, used, _ = knockout_claims(per_task, curves)[1]["variants"]["refit"][3]
+    assert used == 2 and r != r

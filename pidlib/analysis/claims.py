@@ -183,7 +183,8 @@ def knockout_claims(per_task: pd.DataFrame, curves: pd.DataFrame) -> tuple[list[
     Returns the claims and their statistics: ``acc_drop`` (t interval of the largest
     Image->Question drop of the answer probability per (model, task), %) and ``variants``:
     per transforms variant, the t intervals of Δ U_V (late), Δ S, Δ I and the Spearman rho
-    against clean redundancy.
+    against clean redundancy as ``(rho, p, pairs used, pairs)``: over the (model, task) pairs
+    with a clean redundancy share (above the information floor), NaN with fewer than three.
     """
     ki = curves[curves["flow"] == "image->question"]
     found: dict = {"acc_drop": t_interval(ki.groupby(["model", "task"])["rel_change"].min()),
@@ -191,7 +192,11 @@ def knockout_claims(per_task: pd.DataFrame, curves: pd.DataFrame) -> tuple[list[
     claims = []
     for variant in [v for v in KNOCKOUT_TRANSFORMS if v in set(per_task["transforms"])]:
         rows = per_task[per_task["transforms"] == variant]
-        rho = stats.spearmanr(rows["clean R share"], rows["ΔU_V (late layers)"])
+        # pairs below the information floor have no redundancy share (NaN): leave them out
+        pairs = rows[["clean R share", "ΔU_V (late layers)"]].dropna()
+        r, p = (stats.spearmanr(pairs.iloc[:, 0], pairs.iloc[:, 1]) if len(pairs) >= 3
+                else (np.nan, np.nan))  # fmt: skip
+        rho = (float(r), float(p), len(pairs), len(rows))
         cols = ("ΔU_V (late layers)", "ΔS (all layers)", "ΔI(V,L;Y) (all layers)")
         d_uv, d_s, d_tot = (t_interval(rows[c]) for c in cols)
         found["variants"][variant] = d_uv, d_s, d_tot, rho
@@ -212,6 +217,7 @@ def knockout_claims(per_task: pd.DataFrame, curves: pd.DataFrame) -> tuple[list[
                   "strongest on vision-dependent tasks", float(rho[0]), float(rho[0]),
                   float(rho[0]), holds=_holds(rho[0] < 0 and rho[1] < 0.05, rho[0], rho[1]),
                   unit="Spearman rho(clean R share, Δ U_V)",
-                  detail=f"over (model, task); p = {rho[1]:.2g}"),
+                  detail=f"over (model, task); p = {rho[1]:.2g}", n_tested=rho[2],
+                  n_pairs=rho[3]),
         ]  # fmt: skip
     return claims, found
