@@ -78,8 +78,9 @@ Markdown(
 - Each verdict applies its rule to a 95% interval, claim by claim, with no correction for the
   {count["tested"]} claims tested together: at that level, some verdicts can come out either
   way by chance alone.
-- This build used {cfg.samples_per_task} questions per task, {cfg.pid.n_bootstrap} bootstrap
-  resamples and {cfg.pid.n_seeds} flow seed(s) per PID estimate: fewer samples give wider
+- This build used {cfg.samples_per_task} questions per task, {cfg.pid.n_bootstrap}
+  half-subsamples and {cfg.pid.n_seeds} cross-fitting split(s) and flow seed(s) per PID
+  estimate (the {cfg.pid.scheme} scheme of the Methods chapter): fewer samples give wider
   intervals, which make "holds" harder to reach for claims that need an interval to clear a
   bound.
 - A claim is "not tested" when a bound its rule rests on is undefined in this build: an
