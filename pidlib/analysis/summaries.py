@@ -10,11 +10,10 @@ import pandas as pd
 from pidlib.analysis.layerwise import COLUMNS
 from pidlib.analysis.paired import TRANSFORMS
 from pidlib.pid.result import ATOMS
-from pidlib.stats import difference_interval
 
 __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
-    "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_deltas",
+    "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS",
     "knockout_per_task", "knockout_localisation", "paired_widths",
 ]  # fmt: skip
 
@@ -171,24 +170,9 @@ def fingerprint_spread(sh: pd.DataFrame) -> tuple[pd.Series, pd.Series | None]:
     return task_spread, model_spread
 
 
-_KEYS = ["model", "task", "layer", "depth", "measure", "atom"]
-
 #: The two ways the knocked-out activations are measured: PCA and flows refit on them, or the
 #: clean run's reused (in this order in every table and claim list).
 KNOCKOUT_TRANSFORMS: tuple[str, ...] = tuple(TRANSFORMS.values())
-
-
-def knockout_deltas(clean: pd.DataFrame, ko: pd.DataFrame) -> pd.DataFrame:
-    """Knockout minus clean per layer-wise row (``delta``) of two separately estimated tables,
-    with the interval of a difference of two *independent* estimates
-    (:func:`pidlib.stats.difference_interval`). Runs on the same questions are paired: use
-    :func:`pidlib.analysis.paired.layerwise_difference`, whose intervals resample both runs
-    together (and which also gives this independent interval, ``lo_indep`` / ``hi_indep``)."""
-    d = clean.merge(ko, on=_KEYS, suffixes=("_clean", "_ko"))
-    d["delta"], d["lo"], d["hi"] = difference_interval(
-        d["value_clean"], d["lo_clean"], d["hi_clean"], d["value_ko"], d["lo_ko"], d["hi_ko"]
-    )
-    return d
 
 
 def knockout_per_task(
