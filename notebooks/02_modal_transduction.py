@@ -52,6 +52,8 @@ from pidlib.analysis.lastview import (
     formation_sentence,
     information_rows,
     last_pid,
+    last_pid_atoms,
+    last_source_sentence,
     probe_table,
 )
 from pidlib.analysis.layerwise import layerwise_pid
@@ -287,6 +289,35 @@ Markdown(
 # %%
 formed = formation(probes, lp_spec.formed_at)
 Markdown(formation_sentence(formed, lp_spec.formed_at))
+
+# %% [markdown]
+# Where the answer is formed, the chapter's question becomes which source the last position
+# takes it from. The PID of $I(Y; \text{Last}, L)$ splits it: information the last position
+# holds that the pooled question does not ($U_\text{Last}$), what the question still holds
+# alone ($U_L$), and what both hold ($R$).
+
+# %%
+last_atoms = last_pid_atoms(last_tab)
+charts.figure(
+    charts.atom_trajectories(
+        last_atoms[last_atoms["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy"])],
+        column="model",
+        sources=("Last", "L"),
+    ),
+    "fig-transduction-last-pid",
+)
+
+# %% [markdown]
+# ```{glue:figure} fig-transduction-last-pid
+# :name: fig-transduction-last-pid
+#
+# MMI atoms of $I(Y; \text{Last}, L)$ per layer (bits, mean over tasks, with the tasks' mean
+# 95% bands; Gaussian PID of cross-fitted PCA scores, the settings of panel (b) above). Layer
+# 0 is left out: there the last position holds the same template token in every prompt.
+# ```
+
+# %%
+Markdown(last_source_sentence(last_tab))
 
 # %%
 claims = transduction_claims(peaks, last, corr, cfg.floor_bits)

@@ -59,7 +59,12 @@ from IPython.display import Markdown
 
 from pidlib.analysis.claims import knockout_claims, record
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.summaries import knockout_localisation, knockout_per_task, paired_widths
+from pidlib.analysis.summaries import (
+    knockout_flow_summary,
+    knockout_localisation,
+    knockout_per_task,
+    paired_widths,
+)
 from pidlib.book import charts
 from pidlib.book.inputs import load_features, load_samples
 from pidlib.book.knockouts import ChapterModels, knockout_pid, sweep_table
@@ -181,6 +186,7 @@ charts.figure(
 
 # %%
 iq = both[both["flow"] == "image->question"]
+to_last = both[both["flow"] != "image->question"]
 widths = paired_widths(both)
 Markdown(
     f"Under Image→Question the largest change of any pooled image-token state, over every "
@@ -189,7 +195,48 @@ Markdown(
     f"**{widths['ratio']:.2f}** times as wide as intervals that treat the two runs as "
     f"independent (median ratio); {widths['paired_excludes_zero']:.0%} of the paired intervals "
     f"exclude zero, against {widths['independent_excludes_zero']:.0%} of the independent ones."
+    + (
+        f" Under the flows into the last position ({', '.join(to_last['flow'].unique())}) the "
+        f"largest change of any pooled image- or question-token state is "
+        f"**{max(to_last['max_dV'].max(), to_last['max_dL'].max()):g}**: only the answer $Y$ "
+        "moves, so these runs are measured through the clean maps alone."
+        if len(to_last)
+        else ""
+    )
 )
+
+# %% [markdown]
+# ### Every flow: what $V$ and $L$ still say about the knocked-out answer
+#
+# Blocking a flow into the last position leaves $V$ and $L$ exactly as they were and changes
+# only the answer. The PID of the changed answer, read through the clean run's maps, shows how
+# much of what the pooled sources said about the clean answer still holds for the answer the
+# crippled model gives. Accuracy stands beside each change in the table below.
+
+# %%
+flows_clean = both[(both["measure"] == "mmi") & (both["transforms"] == "clean maps reused")]
+by_flow = flows_clean.groupby(["flow", "model", "layer", "atom"], as_index=False, sort=False)[
+    ["delta", "lo", "hi"]
+].mean()
+by_flow = by_flow[by_flow["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy", "total"])]
+charts.figure(
+    charts.atom_trajectories(
+        by_flow, y="delta", column="flow", row="model", y_title="knockout − clean (bits)"
+    ),
+    "fig-knockout-pid-flows",
+)
+
+# %% [markdown]
+# ```{glue:figure} fig-knockout-pid-flows
+# :name: fig-knockout-pid-flows
+#
+# Change of each MMI atom, and of $I(V,L;Y)$, per layer under the all-layer knockout of each
+# flow, read through the clean run's PCA and flows (knockout minus clean, averaged over tasks;
+# bands: the tasks' mean paired 95% intervals). Columns: the blocked flow; rows: the model.
+# ```
+
+# %%
+knockout_flow_summary(both).round(3)
 
 # %% [markdown]
 # ### Which tasks are hit hardest, and does redundancy protect them?
@@ -261,7 +308,15 @@ Markdown("\n".join(lines))
 # ## Limitations
 
 # %%
-n_pairs = per_task.groupby("transforms").size().max()
+n_pairs = per_task[per_task["flow"] == "image->question"].groupby("transforms").size().max()
+unmeasured = [f for f in cfg.knockout.flows if f not in cfg.knockout.pid_flows]
+measured = ", ".join(cfg.knockout.pid_flows)
+pid_scope = (
+    f"The PID is measured under the all-layer knockout of {measured} only; "
+    f"{', '.join(unmeasured)} are measured by accuracy and answer probability alone."
+    if unmeasured
+    else f"The PID is measured under the all-layer knockout of every swept flow ({measured})."
+)
 Markdown(
     f"""
 - The windowed sweep asks at most {sweep_samples} correctly answered questions per task and
@@ -270,8 +325,8 @@ Markdown(
   under the knockout uses up to {cfg.samples_per_task} questions per task that each model
   answered correctly without it, with {cfg.pid.n_bootstrap} half-subsamples and
   {cfg.pid.n_seeds} fold split(s) and flow seed(s).
-- The PID is measured under the all-layer knockout of {", ".join(cfg.knockout.pid_flows)}
-  only; the other flows are measured by accuracy and answer probability alone.
+- {pid_scope} Where a knockout leaves $V$ and $L$ unchanged it is read through the clean maps
+  only: its change is the change in what the same sources say about the changed answer.
 - The correlation between clean redundancy and the knockout's effect rests on {n_pairs}
   (model, task) pairs, so it can detect only a strong relation.
 - The paired intervals cover the sampling of the questions and the fits (folds, flow seeds),

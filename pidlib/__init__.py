@@ -18,7 +18,7 @@ _EXPORTS: dict[str, str] = {
     "gaussian_mi": "pidlib.pid.gaussian",
     "gaussian_pid": "pidlib.pid.gaussian",
     "FlowConfig": "pidlib.pid.flow_nets",
-    "PIDFlow": "pidlib.pid.flow",
+    "PIDFlow": "pidlib.pid.maps",
     "pid_flow": "pidlib.pid.flow",
     # configuration
     "Profile": "pidlib.config.profiles",

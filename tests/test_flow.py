@@ -11,8 +11,8 @@ import torch
 from nflows.transforms import PiecewiseRationalQuadraticCDF
 from sklearn.decomposition import PCA
 
-import pidlib.pid.flow as flow_mod
 import pidlib.pid.flow_nets as flow_nets
+import pidlib.pid.maps as maps_mod
 from pidlib.pid import canonical
 from pidlib.pid.flow import PIDFlow, pid_flow
 from pidlib.pid.flow_nets import TRANSFORMS, FlowConfig, RQSpline
@@ -194,8 +194,8 @@ def test_fit_on_measures_new_rows_through_maps_fitted_elsewhere(small_data):
 
 def test_bootstrap_reuses_the_fit_unless_asked(small_data, monkeypatch):
     calls = []
-    real = flow_mod._train
-    monkeypatch.setattr(flow_mod, "_train", lambda *a: calls.append(1) or real(*a))
+    real = maps_mod._train
+    monkeypatch.setattr(maps_mod, "_train", lambda *a: calls.append(1) or real(*a))
     est = pid_flow(*small_data, flow_config=QUICK, n_bootstrap=20, n_seeds=2, scheme="bootstrap")
     assert len(calls) == 2 and est.info["n_replicates"] == 40
     for key in KEYS:
@@ -264,7 +264,7 @@ def _inf(a):
     ],
 )
 def test_bad_input_raises_before_training(small_data, monkeypatch, data_change, kwargs, message):
-    monkeypatch.setattr(flow_mod, "_train", lambda *a: pytest.fail("training started"))
+    monkeypatch.setattr(maps_mod, "_train", lambda *a: pytest.fail("training started"))
     with pytest.raises(ValueError, match=message):
         pid_flow(**_bad(small_data, **data_change), **kwargs)
 

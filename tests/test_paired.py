@@ -126,3 +126,96 @@ def test_localisation_and_width_summaries():
     w = paired_widths(deltas)
     assert w["ratio"] == pytest.approx(0.41666, rel=1e-3) and w["rows"] == 2
     assert w["paired_excludes_zero"] == 0.5 and w["independent_excludes_zero"] == 0.0
+
+
+class _Store(dict):
+    """A FitStore in memory that counts what it is asked."""
+
+    gets = puts = 0
+
+    def get(self, key):
+        self.gets += 1
+        return dict.get(self, key)
+
+    def put(self, key, blob):
+        self.puts += 1
+        self[key] = blob
+
+
+def test_a_fit_store_shares_the_clean_fits_without_changing_a_number():
+    """The clean layer-wise job's fits serve the paired difference's clean run: with the store
+    filled by ``pid_flow`` the difference trains only the changed run's flows, and every number
+    equals the one computed without a store."""
+    x1, x2, y = canonical.get("nl_unique").sampler(300, 4)
+    kw = {"measure": ("mmi", "broja"), "flow_config": QUICK, "n_bootstrap": 4, "seed": 5,
+          "max_dims": 4}  # fmt: skip
+    store = _Store()
+    ref = pid_flow(x1, x2, y, **kw)
+    assert pid_flow(x1, x2, y, fit_store=store, **kw) == ref and store.puts == 2
+    changed = (x1 + np.random.default_rng(1).normal(size=x1.shape), x2, y)
+    with_store = pid_flow_difference((x1, x2, y), changed, fit_store=store, **kw)
+    assert store.puts == 2 and store.gets == 4  # both clean folds loaded, nothing new kept
+    assert with_store == pid_flow_difference((x1, x2, y), changed, **kw)
+    assert with_store["refit"]["mmi"].clean == {k: getattr(ref["mmi"], k) for k in CI_KEYS}
+    assert (
+        pid_flow(x1, x2, y, fit_store=store, flow=False, n_bootstrap=4)
+        == pid_flow(x1, x2, y, flow=False, n_bootstrap=4)
+        and store.puts == 2
+    )  # PCA-only fits are never stored
+
+
+def test_stored_maps_transform_exactly_like_the_fit():
+    """``to_bytes`` drops the marginal knots (the bulk of a wide source) and ``from_bytes``
+    refits them from the same rows: the latents are bit-identical, and the bytes stay small."""
+    from pidlib.pid.flow import PIDFlow
+
+    rng = np.random.default_rng(2)
+    x1, x2 = rng.standard_t(3, size=(400, 60)), rng.normal(size=(400, 50))
+    y = x1[:, :1] + x2[:, :1]
+    fit = PIDFlow(QUICK, max_dims=4, seed=1).fit(x1, x2, y)
+    blob = fit.to_bytes()
+    back = PIDFlow.from_bytes(blob, x1, x2, y)
+    new = rng.normal(size=(50, 60)), rng.normal(size=(50, 50)), rng.normal(size=(50, 1))
+    for a, b in zip(fit.transform(*new), back.transform(*new), strict=True):
+        assert np.array_equal(a, b)
+    assert fit.marginals and len(blob) < 0.5 * sum(m.knots.nbytes for m in fit.marginals)
+    with pytest.raises(ValueError, match="call fit first"):
+        PIDFlow().to_bytes()
+
+
+def test_layerwise_jobs_keep_the_fits_the_knockout_jobs_reuse(tmp_path):
+    """On disk: the clean layer-wise jobs keep their flow fits (kind ``pid-flow-fit``), the
+    paired difference's clean run loads them, and its clean values stay the clean table's."""
+    from pidlib.analysis.layerwise import layerwise_pid
+    from pidlib.analysis.paired import layerwise_difference
+    from pidlib.config.profiles import ParallelSpec, PIDSpec
+    from pidlib.core.cache import ArrayCache
+    from tests.test_layerwise import make_features
+
+    rng = np.random.default_rng(0)
+    n, spec = 240, PIDSpec(measures=("mmi",), flow=True, n_bootstrap=4, max_dims=3)
+    V, L = rng.normal(size=(n, 2, 3)), rng.normal(size=(n, 2, 3))
+    clean = make_features("m", "t", V, L, V[:, -1, 0] + L[:, -1, 0] + rng.normal(size=n))
+    noisy = make_features("m", "t", V + rng.normal(size=V.shape), L, clean.Y[:, 0])
+    kw = {"pid_spec": spec, "parallel": ParallelSpec(backend="sequential", n_jobs=1), "seed": 3,
+          "cache": ArrayCache(tmp_path)}  # fmt: skip
+    table = layerwise_pid([clean], progress=False, **kw)
+    fits = sorted((tmp_path / "pid-flow-fit").iterdir())
+    assert len(fits) == 2 * 2  # two layers, two folds
+    stamps = [f.stat().st_mtime_ns for f in fits]
+    diff = layerwise_difference([clean], [noisy], **kw)
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "pid-flow-fit").iterdir())] == stamps
+    merged = diff.merge(table, on=["layer", "measure", "atom"])
+    assert np.array_equal(merged["value_clean"], merged["value"])
+
+
+def test_an_unreadable_stored_fit_is_fitted_again_with_a_warning():
+    x1, x2, y = canonical.get("nl_unique").sampler(300, 4)
+    kw = {"flow_config": QUICK, "n_bootstrap": 4, "seed": 5, "max_dims": 4}
+    store = _Store()
+    ref = pid_flow(x1, x2, y, fit_store=store, **kw)
+    for key in store:
+        store[key] = b"not a pickle"
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert pid_flow(x1, x2, y, fit_store=store, **kw) == ref
+    assert all(v == b"not a pickle" for v in store.values())  # nothing overwritten

@@ -18,7 +18,7 @@ from pidlib.core.threads import one_thread
 from pidlib.extract.features import Features
 
 __all__ = ["VIEWS", "probe_accuracy", "probe_table", "last_pid", "information_rows",
-           "formation", "formation_sentence"]  # fmt: skip
+           "formation", "formation_sentence", "last_pid_atoms", "last_source_sentence"]  # fmt: skip
 
 #: The probed views, in display order.
 VIEWS: tuple[str, ...] = ("V", "L", "[V, L]", "Last")
@@ -200,3 +200,31 @@ def formation_sentence(table: pd.DataFrame, formed_at: float) -> str:
                 f"{at_last}"
             )
     return "Where is the answer formed? " + "; ".join(parts) + "."
+
+
+def last_pid_atoms(last: pd.DataFrame, measure: str = "mmi") -> pd.DataFrame:
+    """The atoms of :func:`last_pid`'s ``measure`` averaged over tasks per (model, layer):
+    columns model, layer, atom, value, lo, hi (bits)."""
+    rows = last[last["measure"] == measure]
+    return rows.groupby(["model", "layer", "atom"], as_index=False)[["value", "lo", "hi"]].mean()
+
+
+def last_source_sentence(last: pd.DataFrame, measure: str = "mmi") -> str:
+    """Markdown: at each model's last layer, the (Last, L) PID's atoms (mean over tasks, bits,
+    with the tasks' mean 95% interval) and in how many tasks U_Last's interval excludes 0."""
+    parts = []
+    for model, g in last[last["measure"] == measure].groupby("model", sort=False):
+        top = g[g["layer"] == g["layer"].max()]
+        mean = top.groupby("atom")[["value", "lo", "hi"]].mean()
+        u = top[top["atom"] == "unique_1"]
+        atoms = ", ".join(
+            f"{name} {mean.loc[a, 'value']:.3f} [{mean.loc[a, 'lo']:.3f}, {mean.loc[a, 'hi']:.3f}]"
+            for a, name in (("unique_1", "U_Last"), ("unique_2", "U_L"), ("redundancy", "R"),
+                            ("synergy", "S"), ("total", "I(Last, L; Y)"))
+        )  # fmt: skip
+        parts.append(
+            f"in **{model}** at layer {int(top['layer'].max())}: {atoms} bits (mean over "
+            f"tasks); U_Last's interval lies above 0 in {int((u['lo'] > 0).sum())} of {len(u)} "
+            "tasks"
+        )
+    return "The last position against the question at the last layer: " + "; ".join(parts) + "."

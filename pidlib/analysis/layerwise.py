@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pidlib.analysis.fits import CachedFits
 from pidlib.analysis.parallel import backend
 from pidlib.config.profiles import ParallelSpec, PIDSpec
 from pidlib.core.cache import ArrayCache, cache_key
@@ -55,14 +56,18 @@ def _estimator_code(estimator: Callable) -> tuple[str, tuple[str, ...]]:
 def _run_job(
     x1: np.ndarray, x2: np.ndarray, y: np.ndarray, seed: int, spec: dict, estimator: Callable,
     extra: Mapping[str, Any], label: str, fit_on: tuple | None = None,
+    fits: CachedFits | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """One (model, task, layer): the PID of each measure as arrays (runs in a worker).
 
     Torch and BLAS are held to one thread here, in workers and in a serial run alike, so that
-    results do not depend on where the job ran.
+    results do not depend on where the job ran. ``fits``: where PID Flow keeps its fitted maps
+    (for the knockout's paired differences, which refit the same clean folds).
     """
     if fit_on is not None:
         extra = {**extra, "fit_on": fit_on}
+    if fits is not None:
+        extra = {**extra, "fit_store": fits}
     try:
         with one_thread():
             out = estimator(
@@ -172,8 +177,9 @@ def layerwise_pid(
     spec = pid_spec or PIDSpec()
     spec.validate()
     parallel = parallel or ParallelSpec()
-    if estimator is None:
-        from pidlib.pid.flow import pid_flow as estimator
+    from pidlib.pid.flow import pid_flow
+
+    estimator = estimator or pid_flow
     est, code = _estimator_code(estimator)
     spec_d = dataclasses.asdict(spec)
     extra = dict(estimator_kwargs or {})
@@ -182,6 +188,7 @@ def layerwise_pid(
         raise ValueError(f"estimator_kwargs: {clash} are set by pid_spec / seed, not here")
     described = {k: _describe(v) for k, v in sorted(extra.items())}
     store = ArrayCache() if cache is True else (cache or None)
+    fits = CachedFits(store.root) if store is not None and estimator is pid_flow else None
     plan = []  # (features, layer, seed, key, params) for every row group
     for f in items:
         n_states = f.V.shape[1]
@@ -223,6 +230,7 @@ def layerwise_pid(
                 extra,
                 f"{f.model} {f.task} layer {layer}",
                 _fit_rows(fit_by, f, layer),
+                fits,
             )  # fmt: skip
             for f, layer, s, _, _ in todo
         )

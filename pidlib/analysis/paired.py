@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pidlib.analysis.fits import CachedFits
 from pidlib.analysis.layerwise import _as_list, _digest, job_seed
 from pidlib.analysis.parallel import backend
 from pidlib.config.profiles import ParallelSpec, PIDSpec
@@ -40,20 +41,22 @@ _CODE: tuple[str, ...] = ("pidlib.analysis.paired", "pidlib.pid")
 _FIELDS = ("clean", "changed", "delta", "lo", "hi", "lo_indep", "hi_indep")
 
 
-def _run_job(clean: tuple, changed: tuple, seed: int, spec: dict, label: str) -> dict:
-    """One (model, task, layer): arrays ``(maps, measures, atoms)`` per field (in a worker)."""
+def _run_job(clean: tuple, changed: tuple, seed: int, spec: dict, label: str,
+             maps: tuple[str, ...], fits: CachedFits | None = None) -> dict:  # fmt: skip
+    """One (model, task, layer): arrays ``(maps, measures, atoms)`` per field (in a worker);
+    the clean fits from ``fits`` when the clean layer-wise job kept them there."""
     from pidlib.pid.paired import pid_flow_difference
 
     try:
         with one_thread():
             rest = {k: v for k, v in spec.items() if k != "measures"}
             out = pid_flow_difference(clean, changed, measure=tuple(spec["measures"]), seed=seed,
-                                      **rest)  # fmt: skip
+                                      maps=maps, fit_store=fits, **rest)  # fmt: skip
     except (ValueError, RuntimeError) as err:
         raise type(err)(f"{label}: {err}") from err
     nan = (math.nan, math.nan)
-    res = {f: np.full((len(MAPS), len(spec["measures"]), len(ATOMS)), np.nan) for f in _FIELDS}
-    for i, v in enumerate(MAPS):
+    res = {f: np.full((len(maps), len(spec["measures"]), len(ATOMS)), np.nan) for f in _FIELDS}
+    for i, v in enumerate(maps):
         for j, m in enumerate(spec["measures"]):
             d = out[v][m]
             for a, atom in enumerate(ATOMS):
@@ -73,8 +76,10 @@ def layerwise_difference(
     parallel: ParallelSpec | None = None,
     cache: ArrayCache | bool = True,
     seed: int = 0,
+    maps: Sequence[str] = MAPS,
 ) -> pd.DataFrame:
-    """Knockout minus clean PID per (model, task, layer), both measurings of the knockout.
+    """Knockout minus clean PID per (model, task, layer), measured through each of ``maps``
+    (:data:`~pidlib.pid.paired.MAPS`: "refit", "clean"; in :data:`TRANSFORMS` order).
 
     ``clean`` and ``knocked`` hold the same (model, task) pairs on the same questions (row
     ``i`` of both is one question). Each job calls
@@ -92,6 +97,11 @@ def layerwise_difference(
     missing = [(f.model, f.task) for f in items if (f.model, f.task) not in by_key]
     if missing:
         raise ValueError(f"layerwise_difference: knocked-out features lack {missing}")
+    maps = (maps,) if isinstance(maps, str) else tuple(maps)
+    bad = [m for m in maps if m not in MAPS]
+    if bad or not maps:
+        raise ValueError(f"layerwise_difference: maps must be some of {MAPS}, got {list(maps)}")
+    maps = tuple(m for m in MAPS if m in maps)
     spec = pid_spec or PIDSpec()
     spec.validate()
     spec_d = dataclasses.asdict(spec)
@@ -107,7 +117,7 @@ def layerwise_difference(
             params = {"clean": _digest(f.V[:, layer], f.L[:, layer], f.Y),
                       "knocked": _digest(g.V[:, layer], g.L[:, layer], g.Y), "model": f.model,
                       "task": f.task, "layer": layer, "target": f.target, "pid": spec_d,
-                      "seed": s}  # fmt: skip
+                      "seed": s, "maps": list(maps)}  # fmt: skip
             plan.append((f, g, layer, s, cache_key(_KIND, params, _CODE), params))
     done = {}
     for *_, key, _ in plan:
@@ -123,6 +133,8 @@ def layerwise_difference(
                 s,
                 spec_d,
                 f"{f.model} {f.task} layer {layer}",
+                maps,
+                None if store is None else CachedFits(store.root),
             )  # fmt: skip
             for f, g, layer, s, _, _ in todo
         )
@@ -135,7 +147,7 @@ def layerwise_difference(
     rows = []
     for f, _, layer, s, key, _ in plan:
         res, n_layers = done[key], f.V.shape[1] - 1
-        for i, v in enumerate(MAPS):
+        for i, v in enumerate(maps):
             for j, m in enumerate(spec.measures):
                 for a, atom in enumerate(ATOMS):
                     rows.append((f.model, f.task, layer, n_layers, layer / n_layers, m, atom,

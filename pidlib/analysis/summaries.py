@@ -13,7 +13,7 @@ from pidlib.pid.result import ATOMS
 
 __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
-    "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS",
+    "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_flow_summary",
     "knockout_per_task", "knockout_localisation", "paired_widths",
 ]  # fmt: skip
 
@@ -199,6 +199,21 @@ def knockout_per_task(
     red = red[red["atom"] == "redundancy"].groupby(["model", "task"])["share"].mean()
     out["clean R share"] = red.reindex(pd.MultiIndex.from_frame(out[["model", "task"]])).to_numpy()
     return out
+
+
+def knockout_flow_summary(deltas: pd.DataFrame, measure: str = "mmi") -> pd.DataFrame:
+    """Per (flow, model) of a knockout-difference table with a ``flow`` column, read through
+    the clean maps: the knocked-out accuracy, the mean change of I(V,L;Y) over layers and
+    tasks, and on how many (layer, task) rows its paired interval lies below / above zero."""
+    rows = deltas[(deltas["measure"] == measure) & (deltas["atom"] == "total")
+                  & (deltas["transforms"] == TRANSFORMS["clean"])]  # fmt: skip
+    return rows.groupby(["flow", "model"], sort=False).agg(**{
+        "accuracy under knockout": ("accuracy_ko", "mean"),
+        "mean ΔI(V,L;Y) (bits)": ("delta", "mean"),
+        "rows with ΔI < 0": ("hi", lambda h: int((h < 0).sum())),
+        "rows with ΔI > 0": ("lo", lambda lo: int((lo > 0).sum())),
+        "rows (layers × tasks)": ("delta", "size"),
+    })  # fmt: skip
 
 
 def knockout_localisation(curves: pd.DataFrame) -> pd.DataFrame:

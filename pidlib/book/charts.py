@@ -212,12 +212,20 @@ def atom_trajectories(
     columns: int | None = None,
     x_title: str = "layer",
     y_title: str = "bits",
+    sources: tuple[str, str] = ("V", "L"),
 ) -> alt.TopLevelMixin:
     """PID atoms over ``x`` (default the layer) with optional ``[lo, hi]`` bands: ``df`` has an
-    ``atom`` column and the ``x`` / ``y`` (/ ``lo`` / ``hi``) columns named here."""
-    d = df.assign(atom=df["atom"].map(lambda a: ATOM_LABELS.get(a, a)))
-    present = [a for a in ATOM_COLORS if a in set(d["atom"])]
-    scale = alt.Scale(domain=present, range=[ATOM_COLORS[a] for a in present])
+    ``atom`` column and the ``x`` / ``y`` (/ ``lo`` / ``hi``) columns named here. ``sources``:
+    the names of X1 and X2 in the legend (e.g. ``("Last", "L")``), in the colours of U_V, U_L."""
+    labels = dict(ATOM_LABELS)
+    if sources != ("V", "L"):
+        a, b = sources
+        labels.update(unique_1=f"U_{a} ({a}-unique)", unique_2=f"U_{b} ({b}-unique)",
+                      total=f"I({a},{b};Y)")  # fmt: skip
+    colors = {labels[k]: ATOM_COLORS[ATOM_LABELS[k]] for k in ATOM_LABELS}
+    d = df.assign(atom=df["atom"].map(lambda a: labels.get(a, a)))
+    present = [a for a in colors if a in set(d["atom"])]
+    scale = alt.Scale(domain=present, range=[colors[a] for a in present])
     return line_band(
         d,
         x=x,

@@ -99,12 +99,14 @@ def knockout_pid(
     flow: str = "image->question",
 ) -> pd.DataFrame:
     """Layer-wise PID under an all-layer knockout of ``flow`` on the clean run's correct
-    questions, as knockout-minus-clean differences with paired intervals, measured twice
-    ("refit": PCA and flows fitted on the knocked-out activations; "clean maps reused": the
-    clean run's), in a ``transforms`` column
-    (:func:`~pidlib.analysis.paired.layerwise_difference`). Beside each row, per (model, task):
-    ``flow``, the knocked-out accuracy (argmax over the options, ``accuracy_ko``) and the
-    largest change of any pooled image-token state at any layer (``max_dV``)."""
+    questions, as knockout-minus-clean differences with paired intervals
+    (:func:`~pidlib.analysis.paired.layerwise_difference`), in a ``transforms`` column: "clean
+    maps reused" (the clean run's PCA and flows) always, and "refit" (PCA and flows fitted on
+    the knocked-out activations) when the knockout moves V or L. A flow into the last position
+    leaves both bit-identical, so refitting would only refit Y's map. Beside each row, per
+    (model, task): ``flow``, the knocked-out accuracy (argmax over the options,
+    ``accuracy_ko``) and the largest change of any pooled image-token (``max_dV``) and
+    question-token state (``max_dL``) at any layer."""
     with stage("knockout forwards"):
         ko = {
             (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
@@ -112,9 +114,13 @@ def knockout_pid(
             for m in profile.models
             for t in profile.tasks
         }  # fmt: skip
-    table = layerwise_difference(clean_features, ko, pid_spec=profile.pid, layers=profile.layers,
-                                 parallel=profile.parallel, seed=profile.seed)  # fmt: skip
-    acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}
     dv = {key: float(np.abs(f.V - clean_features[key].V).max()) for key, f in ko.items()}
+    dl = {key: float(np.abs(f.L - clean_features[key].L).max()) for key, f in ko.items()}
+    moved = max([*dv.values(), *dl.values()]) > 0
+    table = layerwise_difference(clean_features, ko, pid_spec=profile.pid, layers=profile.layers,
+                                 parallel=profile.parallel, seed=profile.seed,
+                                 maps=("refit", "clean") if moved else ("clean",))  # fmt: skip
+    acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}
     keys = list(zip(table["model"], table["task"], strict=True))
-    return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys], max_dV=[dv[k] for k in keys])
+    return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys],
+                        max_dV=[dv[k] for k in keys], max_dL=[dl[k] for k in keys])  # fmt: skip

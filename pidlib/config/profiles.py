@@ -100,14 +100,16 @@ class PIDSpec:
 class KnockoutSettings:
     """Which attention flows to block and where: Zhang et al.'s windowed sweep (one sweep per
     window size in ``windows``, centres every ``stride`` layers) and, for each of
-    ``pid_flows``, the PID under the paper's all-layer knockout. A window that localises is a
+    ``pid_flows`` (default all four), the PID under the paper's all-layer knockout (the paper
+    measures Image->Question; the flows into the last position leave V and L unchanged and
+    move only the answer, so they cost no flow fits). A window that localises is a
     small fraction of the depth (k = 9 of LLaVA's 32 layers; k = 1 and 3 of 8). Older
     profiles' ``window: k`` reads as ``windows: [k]``."""
 
     flows: tuple[str, ...] = tuple(FLOWS)
     windows: tuple[int, ...] = (9,)
     stride: int = 1  # window centres every `stride` layers
-    pid_flows: tuple[str, ...] = ("image->question",)
+    pid_flows: tuple[str, ...] = tuple(FLOWS)
 
     def validate(self) -> None:
         bad = [f for f in (*self.flows, *self.pid_flows) if f not in FLOWS]

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from pidlib.pid.flow import PIDFlow, _as_data, _check_int, _measures, _pids
+from pidlib.pid.flow import _check_int
 from pidlib.pid.flow_nets import FlowConfig
+from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _measures, _pids, fit_maps
 from pidlib.pid.uncertainty import CI_KEYS, fold_indices, half_subsamples, strata
 
 __all__ = ["MAPS", "PIDDifference", "pid_flow_difference"]
@@ -85,6 +86,7 @@ def pid_flow_difference(
     scheme: str = "crossfit",
     n_folds: int = 2,
     ci_level: float = 0.95,
+    fit_store: FitStore | None = None,
 ) -> dict[str, dict[str, PIDDifference]]:
     """The PID of ``changed = (x1, x2, y)`` minus that of ``clean``, same rows, paired intervals.
 
@@ -93,7 +95,9 @@ def pid_flow_difference(
     same folds (stratified by the clean ``y``), the same flow seeds and the same half-subsample
     indices, so the clean estimate equals ``pid_flow(*clean, ...)`` with the same arguments.
     ``maps``: "refit" and / or "clean" (:data:`MAPS`). Returns ``{maps: {measure:
-    PIDDifference}}``.
+    PIDDifference}}``. ``fit_store``: the clean run's fits are taken from there when the
+    clean layer-wise job stored them (:func:`~pidlib.pid.flow.fit_maps`), and kept there
+    otherwise; the changed run's are always fitted.
     """
     measures = _measures(measure)
     variants = (maps,) if isinstance(maps, str) else tuple(maps)
@@ -112,9 +116,10 @@ def pid_flow_difference(
                          "the same rows (questions) in both runs")  # fmt: skip
     labels = strata(c[2], n_folds)
 
-    def fitted(j: int, rows: list[np.ndarray]) -> PIDFlow:
-        return PIDFlow(flow_config, pca_variance=pca_variance, max_dims=max_dims, flow=flow,
-                       seed=seed + j).fit(*rows)  # fmt: skip
+    def fitted(j: int, rows: list[np.ndarray], store: FitStore | None = None) -> PIDFlow:
+        template = PIDFlow(flow_config, pca_variance=pca_variance, max_dims=max_dims, flow=flow,
+                           seed=seed + j)  # fmt: skip
+        return fit_maps(template, rows, store)
 
     def latents(f: PIDFlow, rows: list[np.ndarray]) -> tuple[tuple, np.ndarray]:
         return f.dims, np.concatenate(f.transform(*rows), 1)
@@ -126,7 +131,7 @@ def pid_flow_difference(
         rng, split = np.random.default_rng([seed, s]), []
         for j, held in enumerate(folds := fold_indices(n, n_folds, rng, labels)):
             train = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != j]))
-            fc = fitted(s * n_folds + j, [a[train] for a in c])
+            fc = fitted(s * n_folds + j, [a[train] for a in c], fit_store)
             z = {"clean run": latents(fc, [a[held] for a in c])}
             if "clean" in variants:
                 z["clean"] = latents(fc, [a[held] for a in k])
