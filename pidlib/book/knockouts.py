@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -99,7 +100,7 @@ def knockout_pid(
     flow: str = "image->question",
 ) -> pd.DataFrame:
     """Layer-wise PID under an all-layer knockout of ``flow`` on the clean run's correct
-    questions, as knockout-minus-clean differences with paired intervals
+    questions, as MMI knockout-minus-clean differences with paired intervals
     (:func:`~pidlib.analysis.paired.layerwise_difference`), in a ``transforms`` column: "clean
     maps reused" (the clean run's PCA and flows) always, and "refit" (PCA and flows fitted on
     the knocked-out activations) when the knockout moves V or L. A flow into the last position
@@ -117,7 +118,10 @@ def knockout_pid(
     dv = {key: float(np.abs(f.V - clean_features[key].V).max()) for key, f in ko.items()}
     dl = {key: float(np.abs(f.L - clean_features[key].L).max()) for key, f in ko.items()}
     moved = max([*dv.values(), *dl.values()]) > 0
-    table = layerwise_difference(clean_features, ko, pid_spec=profile.pid, layers=profile.layers,
+    # the chapter reads the MMI differences only (the paper's measure): BROJA's would double the
+    # Gaussian PIDs of every half-subsample for numbers no page shows
+    spec = dataclasses.replace(profile.pid, measures=("mmi",))
+    table = layerwise_difference(clean_features, ko, pid_spec=spec, layers=profile.layers,
                                  parallel=profile.parallel, seed=profile.seed,
                                  maps=("refit", "clean") if moved else ("clean",))  # fmt: skip
     acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}
