@@ -39,7 +39,9 @@ def _claim_cell(row: pd.Series) -> str:
         parts.append(f"tested on {tested}")
     robustness = row.get("robustness")
     if isinstance(robustness, str) and robustness:
-        parts.append(f"under each target: {robustness}")
+        # the robustness verdicts come from a second estimator (the Gaussian PID of cross-fitted
+        # PCA scores, no flow) under every target, so they vary the estimator and the target
+        parts.append(f"second estimator (Gaussian PID of PCA scores) per target: {robustness}")
     small = " · ".join(html.escape(p) for p in parts)
     return f"<strong>{html.escape(str(row['claim']))}</strong><br><small>{small}</small>"
 
