@@ -54,7 +54,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from pidlib.pid.broja import pmf_pid
-from pidlib.pid.result import MEASURES, PID
+from pidlib.pid.result import PID, measures_of
 
 __all__ = ["DISCRETISERS", "discrete_pid", "discretise", "empirical_pmf", "target_codes"]
 
@@ -179,14 +179,6 @@ def empirical_pmf(
     return counts / counts.sum()
 
 
-def _measures(measure: str | Sequence[str]) -> tuple[str, ...]:
-    ms = (measure,) if isinstance(measure, str) else tuple(measure)
-    bad = [m for m in ms if m not in MEASURES]
-    if bad or not ms:
-        raise ValueError(f"unknown PID measure(s) {bad or ms!r}; expected some of {MEASURES}")
-    return ms
-
-
 def discrete_pid(
     x1: Any,
     x2: Any,
@@ -214,7 +206,7 @@ def discrete_pid(
     do not remove the plug-in's upward bias; ``info["bootstrap_mean"]`` shows it beside them.
     Same arguments -> identical results.
     """
-    measures = _measures(measure)
+    measures = measures_of(measure)
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:

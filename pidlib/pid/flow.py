@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from pidlib.pid.flow_nets import OBJECTIVES, TRANSFORMS, FlowConfig, RQSpline
-from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _measures, _pids, fit_maps
-from pidlib.pid.result import PID
+from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _pids, fit_maps
+from pidlib.pid.result import PID, measures_of
 from pidlib.pid.uncertainty import (
     CI_KEYS,
     SCHEMES,
@@ -91,7 +91,7 @@ def pid_flow(
     ``fit_store`` (a :class:`FitStore`): keep every flow fit there and reuse one fitted before
     on the same rows with the same settings (:func:`fit_maps`); the estimate does not change.
     """
-    measures = _measures(measure)
+    measures = measures_of(measure)
     n_bootstrap, n_seeds = (
         _check_int("n_bootstrap", n_bootstrap, 0),
         _check_int("n_seeds", n_seeds, 1),

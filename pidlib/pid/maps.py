@@ -18,7 +18,7 @@ import torch
 from pidlib.pid.flow_nets import OBJECTIVES, FlowConfig, _n_val, _ProductFlow, _train
 from pidlib.pid.gaussian import gaussian_pid
 from pidlib.pid.preprocessing import MarginalGaussianizer, PCAFit, fit_pca
-from pidlib.pid.result import MEASURES, PID
+from pidlib.pid.result import PID, measures_of
 
 __all__ = ["FitStore", "PIDFlow", "fit_maps"]
 
@@ -146,7 +146,7 @@ class PIDFlow:
         ``bias_correction`` passes ``n`` to :func:`~pidlib.pid.gaussian.gaussian_pid`, which removes
         the Gaussian plug-in's log-determinant bias; it does not remove the flow's fitting error.
         """
-        measures = _measures(measure)
+        measures = measures_of(measure)
         z = np.concatenate(self.transform(x1, x2, y), 1)
         out = {
             m: self._attach(p) for m, p in _pids(z, self.dims, measures, bias_correction).items()
@@ -192,14 +192,6 @@ class PIDFlow:
             **(extra or {}),
         }
         return replace(pid, info=info)
-
-
-def _measures(measure: str | Sequence[str]) -> tuple[str, ...]:
-    ms = (measure,) if isinstance(measure, str) else tuple(measure)
-    bad = [m for m in ms if m not in MEASURES]
-    if bad or not ms:
-        raise ValueError(f"unknown PID measure(s) {bad or ms!r}; expected some of {MEASURES}")
-    return ms
 
 
 def _pids(z: np.ndarray, dims: tuple, measures: Sequence[str], bias: bool) -> dict[str, PID]:

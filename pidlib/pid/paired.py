@@ -20,7 +20,8 @@ from scipy import stats
 
 from pidlib.pid.flow import _check_int
 from pidlib.pid.flow_nets import FlowConfig
-from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _measures, _pids, fit_maps
+from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _pids, fit_maps
+from pidlib.pid.result import measures_of
 from pidlib.pid.uncertainty import CI_KEYS, fold_indices, half_subsamples, strata
 
 __all__ = ["MAPS", "PIDDifference", "pid_flow_difference"]
@@ -99,7 +100,7 @@ def pid_flow_difference(
     clean layer-wise job stored them (:func:`~pidlib.pid.flow.fit_maps`), and kept there
     otherwise; the changed run's are always fitted.
     """
-    measures = _measures(measure)
+    measures = measures_of(measure)
     variants = (maps,) if isinstance(maps, str) else tuple(maps)
     if not variants or any(v not in MAPS for v in variants):
         raise ValueError(f"maps must be some of {MAPS}, got {maps!r}")

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from numbers import Real
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-__all__ = ["MEASURES", "ATOMS", "ATOM_LABELS", "PID"]
+__all__ = ["MEASURES", "ATOMS", "ATOM_LABELS", "PID", "measures_of"]
 
 #: The PID measures :func:`gaussian_pid` knows.
 MEASURES: tuple[str, ...] = ("mmi", "broja")
+
+
+def measures_of(measure: str | Sequence[str]) -> tuple[str, ...]:
+    """``measure`` (one of :data:`MEASURES`, or a sequence of them) as a tuple; a
+    ``ValueError`` naming any unknown measure."""
+    ms = (measure,) if isinstance(measure, str) else tuple(measure)
+    bad = [m for m in ms if m not in MEASURES]
+    if bad or not ms:
+        raise ValueError(f"unknown PID measure(s) {bad or ms!r}; expected some of {MEASURES}")
+    return ms
 
 
 #: The quantities of a layer-wise row, in bits: the four atoms, I(X1,X2;Y), I(X1;Y), I(X2;Y).
