@@ -29,8 +29,9 @@ import nbformat  # noqa: E402
 
 from pidlib.book.charts import write_vega_bundle  # noqa: E402
 from pidlib.book.present import PROGRESS_BAR, present, stderr_lines  # noqa: E402
-from pidlib.book.runner import chapters, execute_chapter  # noqa: E402
+from pidlib.book.runner import cache_state, chapters, execute_chapter, record_build  # noqa: E402
 from pidlib.config.profiles import load_profile  # noqa: E402
+from pidlib.core.cache import cache_root  # noqa: E402
 from pidlib.core.paths import REPO_ROOT as ROOT  # noqa: E402
 from pidlib.core.paths import build_dir  # noqa: E402
 from pidlib.core.provenance import provenance  # noqa: E402
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         sources = chapters(args.only)
     except ValueError as err:
         ap.error(f"--only: {err}")
+    build = {"profile": profile.name, "started": time.strftime("%FT%TZ", time.gmtime()),
+             **cache_state(cache_root()), "all_chapters": not args.only, "chapters": {},
+             "html": None}  # fmt: skip
     for src in sources:
         print(f"[book] executing {src.name} (profile {profile.name}) ...", flush=True)
         seconds = execute_chapter(src, out_dir / f"{src.stem}.ipynb", {"profile": arg},
@@ -107,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             "finished": time.strftime("%FT%TZ", time.gmtime()),
         }
         timings_path.write_text(json.dumps(timings, indent=1))
+        build["chapters"][src.stem] = round(seconds, 1)
         print(f"[book]   {src.stem}: {seconds:.1f} s", flush=True)
         report_stderr(out_dir / f"{src.stem}.ipynb")
+    prov = provenance()
     (out_dir / "provenance.json").write_text(
-        json.dumps({"profile": profile.name, "source": arg, **provenance()}, indent=1)
+        json.dumps({"profile": profile.name, "source": arg, **prov}, indent=1)
     )
+    build.update(commit=prov["git_commit"], cpus=prov["hardware"]["cpus"])
     if args.no_html:
+        record_build(out_dir, build)
         return 0
 
     stage = ROOT / "build" / "book"
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rc = subprocess.call(cmd, cwd=ROOT)
     print(f"[book]   HTML (jupyter-book): {time.perf_counter() - t0:.1f} s", flush=True)
+    record_build(out_dir, {**build, "html": round(time.perf_counter() - t0, 1), "html_rc": rc})
     if rc == 0:
         print(f"[book] done: {html_out / 'html' / 'index.html'}")
     return rc

@@ -48,3 +48,40 @@ def test_the_stage_table_splits_each_chapter_and_keeps_the_rest_as_other(tmp_pat
     assert table.loc["01_a", "other"] == 2.0
     assert table.loc["02_b", "other"] == table.loc["02_b", "chapter"] == 4.0
     assert list(table.columns[-2:]) == ["other", "chapter"]
+
+
+def test_builds_are_recorded_cold_or_warm_and_bench_shows_the_newest_of_each(
+    tmp_path, capsys, monkeypatch
+):
+    """``make book`` appends each build to ``build/<profile>/builds.jsonl`` with the cache's
+    state at its start; ``bench_book.py`` prints the newest whole cold and warm build."""
+    import importlib.util
+
+    from pidlib.book.runner import build_history, cache_state, record_build
+    from pidlib.core.paths import REPO_ROOT
+
+    cache = tmp_path / "_cache"
+    assert cache_state(cache) == {"cache": "cold", "entries": 0}
+    ArrayCache(cache).save("kind", "key", {"a": np.zeros(1)}, {})
+    assert cache_state(cache) == {"cache": "warm", "entries": 1}
+    build = tmp_path / "build" / "cpu"
+    base = {"all_chapters": True, "html": 4.0, "commit": "abc"}
+    record_build(build, {**base, "cache": "cold", "chapters": {"01": 300.0, "04": 500.0}})
+    with (build / "builds.jsonl").open("a") as f:
+        f.write('{"truncated\n')
+    record_build(build, {**base, "cache": "warm", "chapters": {"01": 8.0, "04": 30.0}})
+    record_build(build, {**base, "cache": "warm", "chapters": {"04": 1.0}, "all_chapters": False})
+    assert [b["cache"] for b in build_history(build)] == ["cold", "warm", "warm"]
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_book", REPO_ROOT / "benchmarks" / "bench_book.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    found = {r["cache"]: r for r in bench.rows(tmp_path)}
+    assert found["cold"]["seconds"] == 804.0 and found["warm"]["seconds"] == 42.0
+    assert found["cold"]["target"] == 600.0  # a --only build never counts as the warm build
+    monkeypatch.setattr("sys.argv", ["bench_book.py", "--root", str(tmp_path)])
+    assert bench.main() == 0
+    out = capsys.readouterr().out
+    assert "1.34 x the 600 s target" in out and "0.70 x the 60 s target" in out

@@ -14,7 +14,10 @@ from typing import Any
 from pidlib.core.paths import REPO_ROOT
 from pidlib.core.stages import ENV as STAGES_ENV
 
-__all__ = ["CHAPTER_DIR", "chapters", "execute_chapter", "stage_log", "stage_table"]
+__all__ = [
+    "CHAPTER_DIR", "BUILDS_FILE", "chapters", "execute_chapter", "stage_log", "stage_table",
+    "cache_state", "record_build", "build_history",
+]  # fmt: skip
 
 #: Where the chapters' jupytext sources live.
 CHAPTER_DIR = REPO_ROOT / "notebooks"
@@ -106,3 +109,42 @@ def stage_table(build: Path):
         return table
     first = [c for c in table.columns if c not in ("other", "chapter")]
     return table[sorted(first) + ["other", "chapter"]].round(1)
+
+
+#: One line per build of a profile (``build/<profile>/builds.jsonl``), newest last.
+BUILDS_FILE = "builds.jsonl"
+
+
+def cache_state(root: Path) -> dict[str, Any]:
+    """How full the result cache ``root`` is when a build starts: ``entries`` (result entries
+    over every kind) and ``cache``: "cold" (none: every result is computed) or "warm"."""
+    kinds = [k for k in root.iterdir() if k.is_dir()] if root.is_dir() else []
+    entries = sum(1 for kind in kinds for e in kind.iterdir() if not e.name.startswith("."))
+    return {"cache": "warm" if entries else "cold", "entries": entries}
+
+
+def record_build(build: Path, record: Mapping[str, Any]) -> None:
+    """Append one build's ``record`` (chapter seconds, HTML seconds, cache state, commit) to
+    ``build/<profile>/builds.jsonl``: the history ``make bench`` reads cold and warm times from."""
+    import json
+
+    build.mkdir(parents=True, exist_ok=True)
+    with (build / BUILDS_FILE).open("a") as f:
+        f.write(json.dumps(dict(record), default=str) + "\n")
+
+
+def build_history(build: Path) -> list[dict[str, Any]]:
+    """The builds :func:`record_build` recorded for a profile, oldest first (unreadable lines,
+    e.g. from an interrupted write, are skipped)."""
+    import json
+
+    path = Path(build) / BUILDS_FILE
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("chapters"), dict):
+            out.append(rec)
+    return out
