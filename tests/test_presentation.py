@@ -186,6 +186,30 @@ def test_a_faceted_chart_of_an_empty_table_still_draws():
     assert spec["columns"] == 1
 
 
+def test_panels_keep_the_order_of_the_data_and_the_sources_name_the_legend():
+    """Facets follow the data (the profile's flows: Image->Question first), not the alphabet;
+    ``sources`` relabels the unique atoms and the total in the same colours."""
+    df = pd.DataFrame(
+        [
+            {"flow": f, "model": m, "layer": k, "atom": a, "value": 0.1, "lo": 0.0, "hi": 0.2}
+            for f in ("image->question", "image->last")
+            for m in ("m2", "m1")
+            for k in range(2)
+            for a in ("unique_1", "unique_2", "total")
+        ]
+    )
+    spec = charts.atom_trajectories(df, column="flow", row="model").to_dict()
+    assert spec["facet"]["column"]["sort"] == ["image->question", "image->last"]
+    assert spec["facet"]["row"]["sort"] == ["m2", "m1"]
+    wrapped = charts.atom_trajectories(df, column="flow", columns=2).to_dict()
+    assert wrapped["facet"]["sort"] == ["image->question", "image->last"]
+    last = charts.atom_trajectories(df, column="flow", sources=("Last", "L")).to_dict()
+    scale = last["spec"]["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["U_Last (Last-unique)", "U_L (L-unique)", "I(Last,L;Y)"]
+    assert scale["range"] == [charts.ATOM_COLORS[charts.ATOM_LABELS[a]]
+                              for a in ("unique_1", "unique_2", "total")]  # fmt: skip
+
+
 def test_the_scorecard_shows_the_pairs_and_the_verdict_under_each_target():
     claims = pd.DataFrame(
         {

@@ -185,17 +185,20 @@ def line_band(
     ]
     if lo and hi:
         layers.insert(0, base.mark_area(opacity=0.18).encode(y=f"{lo}:Q", y2=f"{hi}:Q"))
+    # panels in the data's order (e.g. the profile's flows), not alphabetical
+    order = {c: [str(v) for v in df[c].unique()] for c in (column, row) if c}
     if column and not row:  # wrapped small multiples
         n = df[column].nunique()
         wrap = max(1, min(columns or 3, n))  # an empty frame still draws (no panels)
         chart = alt.layer(*layers).properties(width=_panel_width(width, wrap), height=height)
-        return chart.facet(facet=alt.Facet(f"{column}:N", title=None), columns=wrap)
+        facet = alt.Facet(f"{column}:N", title=None, sort=order[column])
+        return chart.facet(facet=facet, columns=wrap)
     if column or row:
         n = df[column].nunique() if column else 1
         chart = alt.layer(*layers).properties(width=_panel_width(width, n), height=height)
-        kw = {"column": alt.Column(f"{column}:N", title=None)} if column else {}
+        kw = {"column": alt.Column(f"{column}:N", title=None, sort=order[column])} if column else {}
         if row:
-            kw["row"] = alt.Row(f"{row}:N", title=None)
+            kw["row"] = alt.Row(f"{row}:N", title=None, sort=order[row])
         return chart.facet(**kw)
     return alt.layer(*layers).properties(width=min(width or 440, COLUMN_WIDTH), height=240)
 
