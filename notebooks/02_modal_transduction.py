@@ -70,6 +70,7 @@ from pidlib.analysis.robustness import (
 )
 from pidlib.analysis.summaries import (
     floor_sentence,
+    interval_note,
     last_layer_shares,
     peak_layers,
     shares,
@@ -271,8 +272,7 @@ charts.figure(charts.views_chart(acc, info), "fig-transduction-last")
 Markdown(
     f"Probes: {lp_spec.probe_folds}-fold stratified cross-validation, logistic regression "
     f"with C = {lp_spec.probe_c:g} on standardised states, seed {cfg.seed}; the label is the "
-    "model's chosen option. Each (model, task) enters with the same correctly answered "
-    "questions as the PID above."
+    "model's chosen option. Each (model, task) enters with the same questions as the PID above."
 )
 
 # %% [markdown]
@@ -364,11 +364,11 @@ used = [f.n for f in features.values()]
 n_measurable = int(last["measurable"].sum())
 Markdown(
     f"""
-- Each (model, task) pair enters with {min(used)} to {max(used)} correctly answered questions
-  (of {cfg.samples_per_task} asked). The intervals are cross-fitted with
-  {cfg.pid.n_bootstrap} half-subsamples and {cfg.pid.n_seeds} flow seed(s); they cover the
-  sampling of questions, not the training of the models: each architecture is one trained
-  model.
+- Each (model, task) pair enters with {min(used)} to {max(used)}
+  {"correctly answered " if cfg.correct_only else ""}questions (of {cfg.samples_per_task}
+  asked). The intervals are cross-fitted with {cfg.pid.n_bootstrap} half-subsamples and
+  {cfg.pid.n_seeds} flow seed(s); they cover the sampling of questions, not the training of
+  the models: each architecture is one trained model.{interval_note(pid)}
 - {n_measurable} of {len(last)} (model, task) pairs carry $I(V,L;Y)$ above the
   {cfg.floor_bits:g}-bit floor at the last layer; every claim rests on those pairs only, and
   a claim tested on few pairs can come out either way by chance.

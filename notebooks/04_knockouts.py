@@ -60,6 +60,7 @@ from IPython.display import Markdown
 from pidlib.analysis.claims import knockout_claims, record
 from pidlib.analysis.layerwise import layerwise_pid
 from pidlib.analysis.summaries import (
+    interval_note,
     knockout_flow_summary,
     knockout_localisation,
     knockout_per_task,
@@ -319,12 +320,14 @@ pid_scope = (
 )
 Markdown(
     f"""
-- The windowed sweep asks at most {sweep_samples} correctly answered questions per task and
-  model, in windows of {" and ".join(map(str, cfg.knockout.windows))} layers centred every
+- The windowed sweep asks at most {sweep_samples}
+  {"correctly answered " if cfg.correct_only else ""}questions per task and model, in
+  windows of {" and ".join(map(str, cfg.knockout.windows))} layers centred every
   {cfg.knockout.stride} layer(s); a window centred near either end is truncated there. The PID
-  under the knockout uses up to {cfg.samples_per_task} questions per task that each model
-  answered correctly without it, with {cfg.pid.n_bootstrap} half-subsamples and
-  {cfg.pid.n_seeds} fold split(s) and flow seed(s).
+  under the knockout uses up to {cfg.samples_per_task} questions per task
+  {"that each model answered correctly without it" if cfg.correct_only else "(all answers)"},
+  with {cfg.pid.n_bootstrap} half-subsamples and
+  {cfg.pid.n_seeds} fold split(s) and flow seed(s).{interval_note(both)}
 - {pid_scope} Where a knockout leaves $V$ and $L$ unchanged it is read through the clean maps
   only: its change is the change in what the same sources say about the changed answer.
 - The correlation between clean redundancy and the knockout's effect rests on {n_pairs}

@@ -14,7 +14,13 @@ from pidlib.config.profiles import load_profile
 from pidlib.data.gqa import load_gqa_questions
 from pidlib.data.minigqa.gqa_format import write_gqa_folder
 from pidlib.data.tasks import TASKS
-from pidlib.models.dryrun import DRYRUN_LAYERS, dryrun_dir, ensure_dryrun, is_dryrun
+from pidlib.models.dryrun import (
+    DRYRUN_LAYERS,
+    DRYRUN_VISION_LAYERS,
+    dryrun_dir,
+    ensure_dryrun,
+    is_dryrun,
+)
 from pidlib.models.families import models_dir
 from pidlib.models.llava_hf import llava_hf_config
 from pidlib.models.tiny import model_class
@@ -32,11 +38,50 @@ def test_real_configs_have_the_7b_models_sizes():
     n16 = _n_params(llava_hf_config("llava_next"))
     assert n15 == 7_063_427_072
     assert n16 - n15 == 4096
-    small = llava_hf_config("llava", layers=DRYRUN_LAYERS)
+    assert llava_hf_config("llava").vision_config.num_hidden_layers == 24
+    small = llava_hf_config("llava", layers=DRYRUN_LAYERS, vision_layers=DRYRUN_VISION_LAYERS)
     assert small.text_config.hidden_size == 4096 and small.vision_config.hidden_size == 1024
-    assert small.vision_config.num_hidden_layers == 24 and small.vision_feature_layer == -2
+    assert small.vision_config.num_hidden_layers == 2 and small.vision_feature_layer == -2
     with pytest.raises(ValueError, match="layers"):
         llava_hf_config("llava", layers=0)
+    with pytest.raises(ValueError, match="vision_layers"):
+        llava_hf_config("llava", vision_layers=1)  # no penultimate layer to read
+
+
+def test_a_dryrun_model_of_another_recipe_is_built_again(tmp_path, monkeypatch):
+    """A folder whose model card names another recipe (e.g. the earlier 24-layer tower) is
+    replaced; one with this recipe's card is kept as it is."""
+    import pidlib.models.tiny as tiny
+
+    monkeypatch.setattr("pidlib.models.dryrun.models_dir", lambda: tmp_path)
+    built = []
+
+    class _Model:
+        def to(self, dtype):
+            return self
+
+        def save_pretrained(self, path):
+            path.mkdir(parents=True)
+            (path / "config.json").write_text("{}")
+            (path / "model.safetensors").write_bytes(b"x")
+
+    def fake_build(config, seed):
+        built.append(config.vision_config.num_hidden_layers)
+        return _Model()
+
+    monkeypatch.setattr(tiny, "build_model", fake_build)
+    monkeypatch.setattr(
+        "pidlib.models.llava_hf.llava_hf_processor",
+        lambda family: type("P", (), {"save_pretrained": lambda s, p: None})(),
+    )
+    folder = ensure_dryrun("llava-1.5-7b-dryrun")
+    assert built == [DRYRUN_VISION_LAYERS] and (folder / "model_card.json").is_file()
+    ensure_dryrun("llava-1.5-7b-dryrun")
+    assert built == [DRYRUN_VISION_LAYERS]  # same recipe: kept
+    card = json.loads((folder / "model_card.json").read_text())
+    (folder / "model_card.json").write_text(json.dumps({**card, "vision_layers": 24}))
+    ensure_dryrun("llava-1.5-7b-dryrun")
+    assert built == [DRYRUN_VISION_LAYERS] * 2
 
 
 def test_registry():

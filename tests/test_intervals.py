@@ -1,6 +1,8 @@
 """PID Flow's intervals: valid by construction and by measured coverage; scale invariance; rare
 classes (issue 21)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from pidlib.pid import canonical
 from pidlib.pid.coverage import coverage, coverage_table, null_system
 from pidlib.pid.flow import pid_flow
+from pidlib.pid.paired import pid_flow_difference
 from pidlib.pid.uncertainty import CI_KEYS, fold_indices, half_subsamples, strata
 
 
@@ -67,6 +70,28 @@ def test_a_rare_class_gives_a_clear_error_not_a_crash():
     assert _inside(est)
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_too_few_rows_for_an_interval_give_the_estimate_without_one(discrete):
+    """16 rows: the folds hold 8, their half-subsamples 4, too few for 2 + 2 + 1 latent
+    dimensions (or, for a discrete Y of class counts 6 and 10, too few of a class for halves):
+    the same cross-fitted estimate as without half-subsamples, no interval, and a reason."""
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.normal(size=(16, 6)), rng.normal(size=(16, 6))
+    y = x1[:, 0] + rng.normal(size=16)
+    if discrete:
+        y = (np.arange(16) < 6).astype(float)
+    kw = {"flow": False, "max_dims": 2, "seed": 1}
+    with pytest.warns(UserWarning, match="no interval: "):
+        est = pid_flow(x1, x2, y, n_bootstrap=10, **kw)
+    bare = pid_flow(x1, x2, y, n_bootstrap=0, **kw)
+    assert est.ci is None and est.total == bare.total and est.synergy == bare.synergy
+    why = "class counts \\[6, 10\\]" if discrete else "half-subsamples of 4 rows cannot support 5"
+    assert re.search(why, est.info["interval"]), est.info["interval"]
+    with pytest.warns(UserWarning, match="no interval: "):
+        diff = pid_flow_difference((x1, x2, y), (x1 * 0.5, x2, y), n_bootstrap=10, **kw)
+    assert diff["refit"]["mmi"].ci is None and "interval" in diff["refit"]["mmi"].info
+
+
 @pytest.fixture(scope="module")
 def mixed_sample():
     x1, x2, y = canonical.get("nl_mixed").sampler(300, 1)
@@ -123,3 +148,25 @@ def test_validation_jobs_do_not_depend_on_the_number_of_workers():
     two = validation.error_vs_n(names, [400], [0, 1], n_jobs=2, **kw).drop(columns="seconds")
     pd.testing.assert_frame_equal(one, two)
     assert len(one) == 2 * 2 * 4  # systems x seeds x atoms
+
+
+def test_layerwise_jobs_without_an_interval_are_reported_once(tmp_path):
+    """Every job of a tiny sample lacks an interval: one warning with the count, NaN bounds,
+    and the same warning again when the jobs come from the cache."""
+    from pidlib.analysis.layerwise import layerwise_pid
+    from pidlib.config.profiles import ParallelSpec, PIDSpec
+    from pidlib.core.cache import ArrayCache
+    from tests.test_layerwise import make_features
+
+    rng = np.random.default_rng(0)
+    feats = [make_features("m", t, rng.normal(size=(16, 3, 4)), rng.normal(size=(16, 3, 4)),
+                           rng.normal(size=16)) for t in ("a", "b")]  # fmt: skip
+    spec = PIDSpec(measures=("mmi",), flow=False, n_bootstrap=10, n_seeds=1, max_dims=2)
+    kw = {"pid_spec": spec, "parallel": ParallelSpec(backend="sequential", n_jobs=1),
+          "cache": ArrayCache(tmp_path), "progress": False}  # fmt: skip
+    for _ in range(2):  # computed, then cached
+        with pytest.warns(UserWarning) as got:
+            table = layerwise_pid(feats, **kw)
+        said = [str(w.message) for w in got if "no interval" in str(w.message)]
+        assert len(said) == 1 and said[0].startswith("layer-wise PID: 6 of 6 jobs: "), said
+        assert table["lo"].isna().all() and table["value"].notna().all()

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,8 @@ from pidlib.pid.result import ATOMS
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "CODE", "job_seed", "layerwise_pid", "check_intervals"]
+__all__ = ["COLUMNS", "CODE", "job_seed", "layerwise_pid", "check_intervals", "notes_of",
+           "warn_once"]  # fmt: skip
 
 #: 1 = last layer); ``lo`` / ``hi``: 95% interval (NaN without bootstrap); ``dims_*``: the PCA
 #: dimensions kept for V, L and Y; ``seed``: the job's seed.
@@ -69,7 +71,8 @@ def _run_job(
     if fits is not None:
         extra = {**extra, "fit_store": fits}
     try:
-        with one_thread():
+        with one_thread(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             out = estimator(
                 x1, x2, y, measure=tuple(spec["measures"]), seed=seed,
                 **{k: v for k, v in spec.items() if k != "measures"}, **extra,
@@ -88,7 +91,23 @@ def _run_job(
         d = (pid.info or {}).get("dims") or (math.nan, math.nan, math.nan)
         dims.append([float(v) for v in d][:3])
     return {"value": np.array(values), "lo": np.array(lo), "hi": np.array(hi),
-            "dims": np.array(dims)}  # fmt: skip
+            "dims": np.array(dims), "warnings": notes_of(caught)}  # fmt: skip
+
+
+def notes_of(caught: Sequence[warnings.WarningMessage]) -> np.ndarray:
+    """The distinct warnings a job recorded, as a string array a cached result can hold."""
+    return np.array(sorted({f"{w.category.__name__}: {w.message}" for w in caught}), dtype=str)
+
+
+def warn_once(results: Sequence[Mapping[str, np.ndarray]], what: str) -> None:
+    """Emit each distinct warning the jobs of ``results`` recorded (under ``"warnings"``) once,
+    with the number of jobs that gave it, instead of once per job and worker."""
+    counts: dict[str, int] = {}
+    for res in results:
+        for note in res.get("warnings", ()):
+            counts[str(note)] = counts.get(str(note), 0) + 1
+    for note, k in counts.items():
+        warnings.warn(f"{what}: {k} of {len(results)} jobs: {note}", UserWarning, stacklevel=3)
 
 
 def _as_list(features: Features | Sequence[Features] | Mapping[Any, Features]) -> list[Features]:
@@ -241,6 +260,7 @@ def layerwise_pid(
             done[key] = res
             bar.update()
     bar.close()
+    warn_once([done[key] for key in dict.fromkeys(job[3] for job in plan)], "layer-wise PID")
     rows = []
     for f, layer, s, key, _ in plan:
         res, n_layers = done[key], f.V.shape[1] - 1

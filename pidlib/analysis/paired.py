@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pidlib.analysis.fits import CachedFits
-from pidlib.analysis.layerwise import _as_list, _digest, job_seed
+from pidlib.analysis.layerwise import _as_list, _digest, job_seed, notes_of, warn_once
 from pidlib.analysis.parallel import backend
 from pidlib.config.profiles import ParallelSpec, PIDSpec
 from pidlib.core.cache import ArrayCache, cache_key
@@ -48,7 +49,8 @@ def _run_job(clean: tuple, changed: tuple, seed: int, spec: dict, label: str,
     from pidlib.pid.paired import pid_flow_difference
 
     try:
-        with one_thread():
+        with one_thread(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             rest = {k: v for k, v in spec.items() if k != "measures"}
             out = pid_flow_difference(clean, changed, measure=tuple(spec["measures"]), seed=seed,
                                       maps=maps, fit_store=fits, **rest)  # fmt: skip
@@ -64,6 +66,7 @@ def _run_job(clean: tuple, changed: tuple, seed: int, spec: dict, label: str,
                 for f, x in zip(_FIELDS, (d.clean[atom], d.changed[atom], d.delta[atom], *ci,
                                           *ind), strict=True):  # fmt: skip
                     res[f][i, j, a] = x
+    res["warnings"] = notes_of(caught)
     return res
 
 
@@ -144,6 +147,7 @@ def layerwise_difference(
             if store is not None:
                 store.save(_KIND, key, res, params, {"model_name": f.model, "task": f.task})
             done[key] = res
+    warn_once([done[key] for key in dict.fromkeys(p[4] for p in plan)], "knockout PID")
     rows = []
     for f, _, layer, s, key, _ in plan:
         res, n_layers = done[key], f.V.shape[1] - 1

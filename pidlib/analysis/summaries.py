@@ -14,7 +14,7 @@ from pidlib.pid.result import ATOMS
 __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
     "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_flow_summary",
-    "knockout_per_task", "knockout_localisation", "paired_widths",
+    "knockout_per_task", "knockout_localisation", "paired_widths", "interval_note",
 ]  # fmt: skip
 
 _FOUR = ATOMS[:4]
@@ -260,9 +260,23 @@ def floor_sentence(last: pd.DataFrame, floor: float) -> str:
         text += (
             " No measurable information in the pooled sources for: "
             + "; ".join(
-                f"{r.model} {r.task} ({r.total:.3f} bits, lower end {r.total_lo:.3f})"
+                f"{r.model} {r.task} ({r.total:.3f} bits, "
+                + ("no interval)" if pd.isna(r.total_lo) else f"lower end {r.total_lo:.3f})")
                 for r in below.itertuples()
             )
             + ". Their shares are not reported."
         )
     return text
+
+
+def interval_note(table: pd.DataFrame) -> str:
+    """Markdown (empty when every estimate has one): how many estimates of a layer-wise or
+    knockout table (one per model, task, layer and, if present, flow and transforms) came
+    without an interval because their folds held too few questions for half-subsamples."""
+    keys = [k for k in ("model", "task", "layer", "flow", "transforms") if k in table]
+    missing = table.groupby(keys)["lo"].apply(lambda s: bool(s.isna().all()))
+    if not missing.any():
+        return ""
+    return (f" **{int(missing.sum())} of {len(missing)} estimates have no interval**: their "
+            "folds held too few questions for half-subsamples at this sample size, so they are "
+            "point estimates, and the floor and the claims read their values.")  # fmt: skip

@@ -74,18 +74,22 @@ def llava_hf_processor(family: str):
     return LlavaNextProcessor(image_processor=ip, tokenizer=tok, **common)
 
 
-def llava_hf_config(family: str, *, layers: int = 32):
+def llava_hf_config(family: str, *, layers: int = 32, vision_layers: int = 24):
     """The real ``LlavaConfig`` / ``LlavaNextConfig`` of the 7B models with ``layers`` decoder
     layers (32 in the released checkpoints): a Vicuna-7B Llama decoder (4096 wide, 32 heads,
-    MLP 11008, vocabulary 32064) and a CLIP ViT-L/14-336 tower (1024 wide, 24 layers, 16 heads),
-    a two-layer GELU projector, features from the tower's penultimate layer without CLS."""
+    MLP 11008, vocabulary 32064) and a CLIP ViT-L/14-336 tower (1024 wide, ``vision_layers``
+    layers: 24 in the release, 16 heads), a two-layer GELU projector, features from the tower's
+    penultimate layer without CLS."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaNextConfig
 
     check_family(family)
-    if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers <= 32:
-        raise ValueError(f"layers must be an integer in [1, 32], got {layers!r}")
+    for name, v, top in (("layers", layers, 32), ("vision_layers", vision_layers, 24)):
+        low = 2 if name == "vision_layers" else 1  # the penultimate layer must exist
+        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= top:
+            raise ValueError(f"{name} must be an integer in [{low}, {top}], got {v!r}")
     vision = CLIPVisionConfig(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+        hidden_size=1024, intermediate_size=4096, num_hidden_layers=vision_layers,
+        num_attention_heads=16,
         image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, projection_dim=768,
         hidden_act="quick_gelu", layer_norm_eps=1e-5,
     )  # fmt: skip

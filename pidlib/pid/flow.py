@@ -3,6 +3,7 @@ Gaussian PID of their latents, and its interval by :mod:`pidlib.pid.uncertainty`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -16,9 +17,11 @@ from pidlib.pid.uncertainty import (
     CI_KEYS,
     SCHEMES,
     fold_indices,
+    half_size,
     half_subsamples,
+    interval_strata,
     mean_pid,
-    strata,
+    too_few_for_halves,
     wald_ci,
 )
 
@@ -126,7 +129,7 @@ def _crossfit(data, fit_data, fitted, measures, measure, n_rep, n_seeds, n_folds
               seed):  # fmt: skip
     """The cross-fitted estimate and its subsampling interval (see :func:`pid_flow`)."""
     n = len(data[0])
-    labels = strata(data[2], 1 if fit_data is not None else n_folds)
+    labels, n_rep, no_ci = interval_strata(data[2], 1 if fit_data is not None else n_folds, n_rep)
     # (fit, latents of the rows it never saw, their class labels) per split and fold
     parts: list[list[tuple[PIDFlow, np.ndarray, np.ndarray | None]]] = []
     for s in range(n_seeds):
@@ -143,12 +146,18 @@ def _crossfit(data, fit_data, fitted, measures, measure, n_rep, n_seeds, n_folds
             split.append((f, z, None if labels is None else labels[held]))
         parts.append(split)
     per_split = [[_pids(z, f.dims, measures, bias) for f, z, _ in split] for split in parts]
+    if n_rep and (no_ci := too_few_for_halves(
+        [(half_size(len(z), lab), sum(f.dims)) for split in parts for f, z, lab in split]
+    )):  # fmt: skip
+        n_rep = 0
+    if no_ci:
+        warnings.warn(no_ci, stacklevel=3)
     rng = np.random.default_rng([seed, 7919])
     reps: list[list[dict[str, PID]]] = [[] for _ in range(n_rep)]
     factors = []
     for split in parts:
         for f, z, lab in split:
-            m = len(z) // 2 if lab is None else sum(int(c) // 2 for c in np.bincount(lab) if c)
+            m = half_size(len(z), lab)
             factors.append(m / (len(z) - m))
             for r, idx in enumerate(half_subsamples(len(z), n_rep, rng, lab)):
                 reps[r].append(_pids(z[idx], f.dims, measures, bias))
@@ -156,13 +165,14 @@ def _crossfit(data, fit_data, fitted, measures, measure, n_rep, n_seeds, n_folds
     extra = {"scheme": "crossfit", "n_folds": n_folds if fit_data is None else 0,
              "n_seeds": n_seeds, "n_bootstrap": n_rep, "bias_correction": bias,
              "ci_level": level, "fit_on": "the data" if fit_data is None else "given rows",
-             "fold_dims": [list(f.dims) for split in parts for f, _, _ in split]}  # fmt: skip
+             "fold_dims": [list(f.dims) for split in parts for f, _, _ in split],
+             **({"interval": no_ci} if no_ci else {})}  # fmt: skip
     out = {}
     for m in measures:
         splits = [mean_pid([d[m] for d in split]) for split in per_split]
         point = mean_pid(splits)
         ci = None
-        if n_rep >= 2 or n_seeds >= 2:
+        if not no_ci and (n_rep >= 2 or n_seeds >= 2):
             rep = np.array(
                 [[getattr(mean_pid([d[m] for d in r]), k) for k in CI_KEYS] for r in reps]
             )

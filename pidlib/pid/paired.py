@@ -11,6 +11,7 @@ identical runs give a zero difference with a zero-width interval.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,14 @@ from pidlib.pid.flow import _check_int
 from pidlib.pid.flow_nets import FlowConfig
 from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _pids, fit_maps
 from pidlib.pid.result import measures_of
-from pidlib.pid.uncertainty import CI_KEYS, fold_indices, half_subsamples, strata
+from pidlib.pid.uncertainty import (
+    CI_KEYS,
+    fold_indices,
+    half_size,
+    half_subsamples,
+    interval_strata,
+    too_few_for_halves,
+)
 
 __all__ = ["MAPS", "PIDDifference", "pid_flow_difference"]
 
@@ -115,7 +123,7 @@ def pid_flow_difference(
     if len(k[0]) != n:
         raise ValueError(f"clean has {n} rows, changed {len(k[0])}: a paired difference needs "
                          "the same rows (questions) in both runs")  # fmt: skip
-    labels = strata(c[2], n_folds)
+    labels, n_rep, no_ci = interval_strata(c[2], n_folds, n_rep)
 
     def fitted(j: int, rows: list[np.ndarray], store: FitStore | None = None) -> PIDFlow:
         template = PIDFlow(flow_config, pca_variance=pca_variance, max_dims=max_dims, flow=flow,
@@ -153,21 +161,28 @@ def pid_flow_difference(
 
     # split estimates (S, K) per run and measure: the mean over the split's folds
     per_fold = [[pids(z) for z, _ in split] for split in parts]
+    if n_rep and (no_ci := too_few_for_halves(
+        [(half_size(len(lat), lab), sum(dims)) for split in parts for z, lab in split
+         for dims, lat in z.values()]
+    )):  # fmt: skip
+        n_rep = 0
+    if no_ci:
+        warnings.warn(no_ci, stacklevel=2)
     rng = np.random.default_rng([seed, 7919])  # the same stream as pid_flow's half-subsamples
     reps: list[list[dict]] = [[] for _ in range(n_rep)]
     factors = []
     for split in parts:
         for z, lab in split:
             size = len(z["clean run"][1])
-            m = size // 2 if lab is None else sum(int(x) // 2 for x in np.bincount(lab) if x)
+            m = half_size(size, lab)
             factors.append(m / (size - m))
             for r, idx in enumerate(half_subsamples(size, n_rep, rng, lab)):
                 reps[r].append(pids(z, idx))
     factor = float(np.mean(factors))
-    has_ci = n_rep >= 2 or n_seeds >= 2
+    has_ci = not no_ci and (n_rep >= 2 or n_seeds >= 2)
     info = {"scheme": "crossfit", "n_folds": n_folds, "n_seeds": n_seeds, "n_bootstrap": n_rep,
             "bias_correction": bias_correction, "ci_level": ci_level, "flow": flow,
-            "seed": seed}  # fmt: skip
+            "seed": seed, **({"interval": no_ci} if no_ci else {})}  # fmt: skip
     out: dict[str, dict[str, PIDDifference]] = {}
     for variant in variants:
         out[variant] = {}

@@ -19,7 +19,10 @@ from scipy import stats
 
 from pidlib.pid.result import PID
 
-__all__ = ["SCHEMES", "CI_KEYS", "strata", "fold_indices", "half_subsamples", "mean_pid", "wald_ci"]
+__all__ = [
+    "SCHEMES", "CI_KEYS", "strata", "interval_strata", "too_few_for_halves", "fold_indices",
+    "half_size", "half_subsamples", "mean_pid", "wald_ci",
+]  # fmt: skip
 
 #: Interval schemes of :func:`pidlib.pid.flow.pid_flow`.
 SCHEMES: tuple[str, ...] = ("crossfit", "bootstrap")
@@ -34,23 +37,54 @@ MAX_CLASSES = 20
 MIN_PER_CLASS = 2
 
 
-def strata(y: np.ndarray, n_folds: int) -> np.ndarray | None:
+def strata(y: np.ndarray, n_folds: int, *, halves: bool = True) -> np.ndarray | None:
     """Class labels ``(n,)`` of a discrete target ``y`` ``(n, dy)`` (``None`` if continuous).
 
-    Folds and half-subsamples are drawn within classes, so that no resample loses a class. A
-    class too rare for that raises a ``ValueError`` naming the class counts.
+    Folds (and, with ``halves``, half-subsamples) are drawn within classes, so that no resample
+    loses a class. A class too rare for that raises a ``ValueError`` naming the class counts.
     """
     values, labels, counts = np.unique(y, axis=0, return_inverse=True, return_counts=True)
     if len(values) > MAX_CLASSES or 4 * len(values) > len(y):  # values hardly repeat: continuous
         return None
-    need = 2 * n_folds * MIN_PER_CLASS
+    need = (2 if halves else 1) * n_folds * MIN_PER_CLASS
     if counts.min() < need:
+        what = "cross-fitting and half-subsamples" if halves else "cross-fitting"
         raise ValueError(
             f"y is discrete with class counts {sorted(counts.tolist())}: each class needs at "
-            f"least {need} samples for {n_folds}-fold cross-fitting and half-subsamples; "
+            f"least {need} samples for {n_folds}-fold {what}; "
             "collect more samples of the rare class or merge classes"
         )
     return labels.reshape(-1)
+
+
+def interval_strata(
+    y: np.ndarray, n_folds: int, n_rep: int
+) -> tuple[np.ndarray | None, int, str | None]:
+    """:func:`strata` for an estimate with ``n_rep`` half-subsamples per fold: ``(labels, n_rep,
+    None)``, or, when a class has enough rows for the folds but not for their halves, ``(labels,
+    0, reason)``: the estimate is still made, without an interval, and ``reason`` says why."""
+    if n_rep == 0:
+        return strata(y, n_folds, halves=False), 0, None
+    try:
+        return strata(y, n_folds), n_rep, None
+    except ValueError as err:
+        labels = strata(y, n_folds, halves=False)  # too rare even for the folds: raise that
+        return labels, 0, f"no interval: {err}"
+
+
+def too_few_for_halves(held: Sequence[tuple[int, int]]) -> str | None:
+    """Why half-subsamples cannot give an interval, or ``None`` if they can: ``held`` lists
+    ``(rows of a half-subsample, latent dimensions)`` per fold; the bias-corrected Gaussian PID
+    of ``d`` dimensions needs more than ``d + 1`` rows."""
+    short = [(m, d) for m, d in held if m <= d + 1]
+    if not short:
+        return None
+    m, d = min(short)
+    return (
+        f"no interval: half-subsamples of {m} rows cannot support {d} latent dimensions (more "
+        f"than {d + 1} rows needed, so each fold needs at least {2 * (d + 2)} rows); collect "
+        "more samples or lower max_dims"
+    )
 
 
 def _by_stratum(n: int, labels: np.ndarray | None) -> list[np.ndarray]:
@@ -70,6 +104,11 @@ def fold_indices(
         for k, part in enumerate(np.array_split(rng.permutation(rows), n_folds)):
             folds[k].extend(part.tolist())
     return [np.sort(np.asarray(f, dtype=int)) for f in folds]
+
+
+def half_size(size: int, labels: np.ndarray | None) -> int:
+    """Rows of a half-subsample of ``size`` rows (half of each class of ``labels``)."""
+    return size // 2 if labels is None else sum(int(c) // 2 for c in np.bincount(labels) if c)
 
 
 def half_subsamples(
