@@ -96,6 +96,9 @@ def _newton(
     ``agg`` (k1 k2, m) sums entries into their (x1, x2) cell, ``bz = agg @ z``.
     """
     qab = agg @ q
+    # an (x1, x2) cell without support has qab = 0 and zero rows in bz and agg: divide by 1
+    # there (0 / 0 would turn the whole Hessian and the certificate into NaN)
+    qab = np.where(qab > 0, qab, 1.0)
     grad = t * (np.log(q) - np.log(qab[blocks])) - 1.0 / q
     diag = t / q + 1.0 / q**2
     hess = z.T @ (diag[:, None] * z) - t * bz.T @ (bz / qab[:, None])
