@@ -368,7 +368,7 @@ Markdown(
   {"correctly answered " if cfg.correct_only else ""}questions (of {cfg.samples_per_task}
   asked). The intervals are cross-fitted with {cfg.pid.n_bootstrap} half-subsamples and
   {cfg.pid.n_seeds} flow seed(s); they cover the sampling of questions, not the training of
-  the models: each architecture is one trained model.{interval_note(pid)}
+  the models: each architecture is one trained model.{interval_note(pid, floored=True)}
 - {n_measurable} of {len(last)} (model, task) pairs carry $I(V,L;Y)$ above the
   {cfg.floor_bits:g}-bit floor at the last layer; every claim rests on those pairs only, and
   a claim tested on few pairs can come out either way by chance.

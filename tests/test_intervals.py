@@ -2,6 +2,7 @@
 classes (issue 21)."""
 
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -170,3 +171,30 @@ def test_layerwise_jobs_without_an_interval_are_reported_once(tmp_path):
         said = [str(w.message) for w in got if "no interval" in str(w.message)]
         assert len(said) == 1 and said[0].startswith("layer-wise PID: 6 of 6 jobs: "), said
         assert table["lo"].isna().all() and table["value"].notna().all()
+
+
+def test_an_estimate_without_its_interval_passes_no_floor(tmp_path):
+    """16 rows with information (0.58 bits at layer 0, floor 0.05): but no interval could be given,
+    so no (model, task) is measurable and no share is reported; with n_bootstrap = 0 (no
+    interval asked for) the values are read as before."""
+    from pidlib.analysis.layerwise import layerwise_pid
+    from pidlib.analysis.summaries import last_layer_shares, peak_layers, shares
+    from pidlib.config.profiles import ParallelSpec, PIDSpec
+    from tests.test_layerwise import make_features
+
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(16, 3, 4))
+    feats = [make_features("m", "a", v, rng.normal(size=(16, 3, 4)),
+                           v[:, 0, 0] + 0.1 * rng.normal(size=16))]  # fmt: skip
+    for n_bootstrap, passes in ((10, False), (0, True)):
+        spec = PIDSpec(measures=("mmi",), flow=False, n_bootstrap=n_bootstrap, max_dims=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            serial = ParallelSpec(backend="sequential", n_jobs=1)
+            table = layerwise_pid(feats, pid_spec=spec, cache=False, progress=False,
+                                  parallel=serial)  # fmt: skip
+        total = table[(table["atom"] == "total") & (table["layer"] == 0)]["value"].item()
+        assert total > 0.3 and table["no_interval"].all() != passes
+        assert shares(table, floor=0.05)["measurable"].all() == passes
+        assert bool(last_layer_shares(table, floor=0.05)["measurable"].item()) == passes
+        assert bool(peak_layers(table, floor=0.05)["measurable"].item()) == passes

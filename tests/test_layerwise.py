@@ -265,7 +265,7 @@ def _table(model: str, values: dict[str, list[float]], task: str = "ChooseAttr")
     for atom, traj in values.items():
         for layer, v in enumerate(traj):
             rows.append((model, task, layer, n_layers, layer / n_layers, "mmi", atom, v,
-                         np.nan, np.nan, 100, 2, 2, 1, 0))  # fmt: skip
+                         np.nan, np.nan, 100, 2, 2, 1, 0, False))  # fmt: skip
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

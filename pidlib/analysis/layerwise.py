@@ -27,11 +27,14 @@ if TYPE_CHECKING:
 __all__ = ["COLUMNS", "CODE", "job_seed", "layerwise_pid", "check_intervals", "notes_of",
            "warn_once"]  # fmt: skip
 
-#: 1 = last layer); ``lo`` / ``hi``: 95% interval (NaN without bootstrap); ``dims_*``: the PCA
-#: dimensions kept for V, L and Y; ``seed``: the job's seed.
+#: Columns of a layer-wise table: ``value`` in bits; ``depth`` = layer / n_layers (0 = embeddings,
+#: 1 = last layer); ``lo`` / ``hi``: 95% interval (NaN without one); ``dims_*``: the PCA
+#: dimensions kept for V, L and Y; ``seed``: the job's seed; ``no_interval``: True where an
+#: interval was asked for but the rows were too few for one (the estimate's ``info["interval"]``
+#: says why): such an estimate cannot pass an information floor.
 COLUMNS: tuple[str, ...] = (
     "model", "task", "layer", "n_layers", "depth", "measure", "atom", "value", "lo", "hi", "n",
-    "dims_1", "dims_2", "dims_y", "seed",
+    "dims_1", "dims_2", "dims_y", "seed", "no_interval",
 )  # fmt: skip
 
 _FOUR = ATOMS[:4]
@@ -81,9 +84,10 @@ def _run_job(
         raise type(err)(f"{label}: {err}") from err
     if not isinstance(out, Mapping):
         out = {spec["measures"][0]: out}
-    values, lo, hi, dims = [], [], [], []
+    values, lo, hi, dims, missing = [], [], [], [], []
     for m in spec["measures"]:
         pid = out[m]
+        missing.append(bool((pid.info or {}).get("interval")))
         ci = pid.ci or {}
         values.append([getattr(pid, a) for a in ATOMS])
         lo.append([ci.get(a, (math.nan, math.nan))[0] for a in ATOMS])
@@ -91,7 +95,8 @@ def _run_job(
         d = (pid.info or {}).get("dims") or (math.nan, math.nan, math.nan)
         dims.append([float(v) for v in d][:3])
     return {"value": np.array(values), "lo": np.array(lo), "hi": np.array(hi),
-            "dims": np.array(dims), "warnings": notes_of(caught)}  # fmt: skip
+            "dims": np.array(dims), "no_interval": np.array(missing),
+            "warnings": notes_of(caught)}  # fmt: skip
 
 
 def notes_of(caught: Sequence[warnings.WarningMessage]) -> np.ndarray:
@@ -264,12 +269,13 @@ def layerwise_pid(
     rows = []
     for f, layer, s, key, _ in plan:
         res, n_layers = done[key], f.V.shape[1] - 1
+        missing = res.get("no_interval", np.zeros(len(spec.measures), bool))
         for i, m in enumerate(spec.measures):
             d1, d2, dy = res["dims"][i]
             for j, atom in enumerate(ATOMS):
                 rows.append((f.model, f.task, layer, n_layers, layer / n_layers, m, atom,
                              res["value"][i, j], res["lo"][i, j], res["hi"][i, j], f.n,
-                             d1, d2, dy, s))  # fmt: skip
+                             d1, d2, dy, s, bool(missing[i])))  # fmt: skip
     table = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
     check_intervals(table)
     return table

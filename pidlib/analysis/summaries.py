@@ -14,14 +14,14 @@ from pidlib.pid.result import ATOMS
 __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
     "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_flow_summary",
-    "knockout_per_task", "knockout_localisation", "paired_widths", "interval_note",
+    "knockout_per_task", "knockout_localisation", "paired_widths", "interval_note", "above_floor",
 ]  # fmt: skip
 
 _FOUR = ATOMS[:4]
 
 
 def _measure(df: pd.DataFrame, measure: str) -> pd.DataFrame:
-    missing = sorted(set(COLUMNS) - set(df.columns))
+    missing = sorted(set(COLUMNS) - set(df.columns) - {"no_interval"})  # optional: False
     if missing:
         raise ValueError(f"not a layerwise_pid table: columns {missing} are missing")
     if measure not in set(df["measure"]):
@@ -29,18 +29,28 @@ def _measure(df: pd.DataFrame, measure: str) -> pd.DataFrame:
     return df[df["measure"] == measure]
 
 
+def above_floor(rows: pd.DataFrame, floor: float) -> pd.Series:
+    """Whether each row's estimate lies above ``floor`` bits: its lower interval end does (its
+    value, in a run that asked for no interval); never where an interval was asked for but the
+    rows were too few for one (``no_interval``): an estimate without a lower bound cannot show
+    that there is information to share out."""
+    missing = rows["no_interval"] if "no_interval" in rows else False
+    return (rows["lo"].fillna(rows["value"]) > floor) & ~pd.Series(missing, index=rows.index,
+                                                                    dtype=bool)  # fmt: skip
+
+
 def shares(df: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     """The four atoms' rows with ``share`` = value / I(V,L;Y) at the same (model, task, layer,
     measure), and the total's bits beside it (``total``, ``total_lo``).
 
-    ``measurable`` is False where the total's lower interval end (its value when there is no
-    interval) is at or below ``floor`` bits: there the pooled sources carry no measurable
-    information, and ``share`` is NaN rather than a fraction of noise."""
+    ``measurable`` is False where the total does not pass :func:`above_floor`: there the pooled
+    sources carry no measurable information, and ``share`` is NaN rather than a fraction of
+    noise."""
     keys = ["model", "task", "layer", "measure"]
-    total = df[df["atom"] == "total"][[*keys, "value", "lo"]]
+    total = df[df["atom"] == "total"].assign(measurable=lambda d: above_floor(d, floor))
+    total = total[[*keys, "value", "lo", "measurable"]]
     total = total.rename(columns={"value": "total", "lo": "total_lo"})
     out = df[df["atom"].isin(_FOUR)].merge(total, on=keys, how="left")
-    out["measurable"] = out["total_lo"].fillna(out["total"]) > floor
     out["share"] = (out["value"] / out["total"]).where(out["measurable"] & (out["total"] > 0))
     return out.reset_index(drop=True)
 
@@ -51,8 +61,8 @@ def peak_layers(
     """Per (model, task): the layer (and relative depth) where ``atom`` peaks, its value, and
     whether the peak is measurable.
 
-    Only layers whose ``atom`` interval lies above ``floor`` bits (lower end, or value without an
-    interval) can hold a peak; a (model, task) with none has ``measurable=False`` and NaN depth.
+    Only layers whose ``atom`` passes :func:`above_floor` can hold a peak; a (model, task) with
+    none has ``measurable=False`` and NaN depth.
     Exact ties are explicit: ``tied`` counts the layers sharing the maximum, and ``depth`` is
     their mean depth (no tie is broken toward either end). The default, U_V, tests the paper's
     claim that vision-unique information peaks early."""
@@ -62,7 +72,7 @@ def peak_layers(
     sub = sub[sub["atom"] == atom].sort_values(["model", "task", "layer"])
     rows = []
     for (model, task), g in sub.groupby(["model", "task"], sort=False):
-        ok = g[g["lo"].fillna(g["value"]) > floor]
+        ok = g[above_floor(g, floor)]
         row = {"model": model, "task": task, "n_layers": int(g["n_layers"].iloc[0]),
                "layer": np.nan, "depth": np.nan, "value": float(g["value"].max()),
                "tied": 0, "measurable": not ok.empty}  # fmt: skip
@@ -269,14 +279,19 @@ def floor_sentence(last: pd.DataFrame, floor: float) -> str:
     return text
 
 
-def interval_note(table: pd.DataFrame) -> str:
+def interval_note(table: pd.DataFrame, *, floored: bool = False) -> str:
     """Markdown (empty when every estimate has one): how many estimates of a layer-wise or
     knockout table (one per model, task, layer and, if present, flow and transforms) came
-    without an interval because their folds held too few questions for half-subsamples."""
+    without an interval because their folds held too few questions for half-subsamples;
+    ``floored``: the table's estimates are held to the information floor (:func:`above_floor`),
+    which such an estimate never passes."""
     keys = [k for k in ("model", "task", "layer", "flow", "transforms") if k in table]
     missing = table.groupby(keys)["lo"].apply(lambda s: bool(s.isna().all()))
     if not missing.any():
         return ""
-    return (f" **{int(missing.sum())} of {len(missing)} estimates have no interval**: their "
+    text = (f" **{int(missing.sum())} of {len(missing)} estimates have no interval**: their "
             "folds held too few questions for half-subsamples at this sample size, so they are "
-            "point estimates, and the floor and the claims read their values.")  # fmt: skip
+            "point estimates.")  # fmt: skip
+    if floored:
+        text += " None of them passes the information floor, so no share or claim rests on them."
+    return text
