@@ -40,7 +40,7 @@ from IPython.display import Markdown
 from pidlib.analysis.claims import fingerprint_claims, record
 from pidlib.analysis.crosscheck import crosscheck_table
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.summaries import fingerprint_spread, fingerprint_table, shares
+from pidlib.analysis.summaries import above_floor, fingerprint_spread, fingerprint_table, shares
 from pidlib.book import charts
 from pidlib.book.inputs import load_features
 from pidlib.book.priors import planted_prior_shares
@@ -158,7 +158,21 @@ record(cfg.name, "03_task_fingerprints", claims,
 # ## Discussion
 
 # %%
-most, least = finger.index[-1], finger.index[0]
+if len(finger):
+    most, least = finger.index[-1], finger.index[0]
+    extremes = (
+        f"The most redundant task is **{most}**, with a mean R share of "
+        f"{finger.loc[most, charts.ATOM_LABELS['redundancy']]:.1%}. The least redundant is "
+        f"**{least}**, at {finger.loc[least, charts.ATOM_LABELS['redundancy']]:.1%} (shares "
+        f"only where $I(V,L;Y)$ lies above the {cfg.floor_bits:g}-bit floor). Atom shares vary "
+        f"across tasks by {task_spread.mean() * 100:.1f} percentage points on average "
+        "(standard deviation over tasks)."
+    )
+else:
+    extremes = (
+        f"No task has $I(V,L;Y)$ above the {cfg.floor_bits:g}-bit floor at any layer, so no "
+        "task has a fingerprint in this build and nothing is compared across tasks."
+    )
 prior = claims[1]
 prior_text = {
     True: f"raises the measured redundancy: Spearman rho **{found['rho']:.2f}** "
@@ -170,12 +184,7 @@ prior_text = {
 }[prior.holds]
 Markdown(
     f"""
-- The most redundant task is **{most}**, with a mean R share of
-  {finger.loc[most, charts.ATOM_LABELS["redundancy"]]:.1%}. The least redundant is **{least}**,
-  at {finger.loc[least, charts.ATOM_LABELS["redundancy"]]:.1%} (shares only where
-  $I(V,L;Y)$ lies above the {cfg.floor_bits:g}-bit floor).
-- Atom shares vary across tasks by {task_spread.mean() * 100:.1f} percentage points on
-  average (standard deviation over tasks).
+- {extremes}
 - Planting a language prior {prior_text} ({prior.n_tested} of {prior.n_pairs} tasks tested).
 """
 )
@@ -185,7 +194,7 @@ Markdown(
 
 # %%
 measurable = pid[(pid["measure"] == "mmi") & (pid["atom"] == "total")]
-share_above = (measurable["lo"].fillna(measurable["value"]) > cfg.floor_bits).mean()
+share_above = above_floor(measurable, cfg.floor_bits).mean()
 Markdown(
     f"""
 - Shares are a fraction of $I(V,L;Y)$ and are kept only where its interval lies above the
