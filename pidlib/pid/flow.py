@@ -73,6 +73,9 @@ def pid_flow(
     ``mi_2``; level ``ci_level``) is ``estimate ± z · se`` clipped at 0, where ``se`` combines
     ``n_bootstrap`` half-subsamples of every fold's latents (without replacement, each bias
     corrected with its own size: :mod:`pidlib.pid.uncertainty`) and the spread over splits.
+    Rows too few for that (a half-subsample of ``m`` rows needs ``m > d + 1`` for ``d`` latent
+    dimensions, and each class of a discrete ``y`` twice the rows the folds need) give the
+    estimate without an interval (``ci=None``), ``info["interval"]`` saying why, and a warning.
 
     ``scheme="bootstrap"``: the earlier estimator, kept to show why it was replaced: maps fitted
     on all rows, the estimate from the same rows, and a percentile interval over ``n_bootstrap``
