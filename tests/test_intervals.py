@@ -198,3 +198,17 @@ def test_an_estimate_without_its_interval_passes_no_floor(tmp_path):
         assert shares(table, floor=0.05)["measurable"].all() == passes
         assert bool(last_layer_shares(table, floor=0.05)["measurable"].item()) == passes
         assert bool(peak_layers(table, floor=0.05)["measurable"].item()) == passes
+
+
+def test_fingerprints_with_no_share_above_the_floor_are_not_tested():
+    """No task passes the floor: every share is NaN, and "fingerprints differ" is untested
+    (None), not "does not hold"; with shares it is decided as before."""
+    from pidlib.analysis.claims import fingerprint_claims
+
+    planted = pd.DataFrame(columns=["prior", "task", "share"], dtype=float)
+    nan = pd.Series([np.nan, np.nan], index=["redundancy", "synergy"])
+    claims, _ = fingerprint_claims(nan, nan, planted, ["ChooseAttr"], [8])
+    assert claims[0].holds is None
+    spread = pd.Series([0.2, 0.1], index=["redundancy", "synergy"])
+    claims, _ = fingerprint_claims(spread, spread / 4, planted, ["ChooseAttr"], [8])
+    assert claims[0].holds is True
