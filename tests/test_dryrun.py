@@ -120,7 +120,7 @@ def test_dryrun_profile(tmp_path):
     q = tmp_path / "gqa" / "val_balanced_questions.json"
     cfg = load_profile("llava-dryrun", **{"dataset.questions": str(q),
                                           "dataset.images": str(q.parent / "images")})  # fmt: skip
-    samples = load_samples(cfg)
+    samples = load_samples(cfg, cache=False)
     # No correct filter: the pool is exactly samples_per_task, no oversampling.
     assert {t: len(v) for t, v in samples.items()} == dict.fromkeys(TASKS, cfg.samples_per_task)
     bad = load_profile("llava-dryrun", **{"dataset.questions": str(q),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -284,19 +285,62 @@ def test_bad_arguments_raise_clear_errors(tiny_llava, samples, make_image):
 # --------------------------------------------------------------------------- datasets
 
 
+def test_minigqa_pools_are_cached_exactly(tmp_path, monkeypatch):
+    """A warm build reads each task's pool from the cache: the same questions and pixels as a
+    fresh draw, nothing drawn; another seed or prior is another entry; an unreadable entry is
+    drawn again with a warning."""
+    import pickle
+    import zlib
+
+    from pidlib.book import inputs
+    from pidlib.data.minigqa import questions
+
+    store = ArrayCache(tmp_path)
+    spec = DatasetSpec(split="test", seed=5)
+    args = {"tasks": ["ChooseRel", "QueryAttr"], "samples_per_task": 8, "cache": store}
+    fresh = load_samples(spec, **{**args, "cache": False})
+    first = load_samples(spec, **args)
+    assert len(list((tmp_path / inputs._POOL).iterdir())) == 2
+
+    def no_draw(*a, **k):
+        raise AssertionError("drew a pool the cache holds")
+
+    monkeypatch.setattr(questions, "generate", no_draw)
+    warm = load_samples(spec, **args)
+    for t in args["tasks"]:
+        assert samples_fingerprint(warm[t]) == samples_fingerprint(fresh[t])
+        assert samples_fingerprint(first[t]) == samples_fingerprint(fresh[t])
+        assert [(s.qid, s.scene, s.meta) for s in warm[t]] == [
+            (s.qid, s.scene, s.meta) for s in fresh[t]
+        ]
+    with pytest.raises(AssertionError, match="drew"):  # another seed: not in the cache
+        load_samples(DatasetSpec(split="test", seed=6), **args)
+    monkeypatch.undo()
+    # an entry whose bytes are valid but hold no samples: drawn again, with a warning
+    entry = next((tmp_path / inputs._POOL).iterdir())
+    key = entry.name
+    bad = np.frombuffer(zlib.compress(pickle.dumps(["not a sample"])), np.uint8)
+    shutil.rmtree(entry)
+    store.save(inputs._POOL, key, {"pickle": bad}, {})
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = load_samples(spec, **args)
+    for t in args["tasks"]:
+        assert samples_fingerprint(again[t]) == samples_fingerprint(fresh[t])
+
+
 def test_load_samples_minigqa_pools_and_errors():
     spec = DatasetSpec(split="test", seed=3)
-    pools = load_samples(spec, tasks=["ChooseAttr", "LogicalObj"], samples_per_task=10)
+    pools = load_samples(spec, tasks=["ChooseAttr", "LogicalObj"], samples_per_task=10, cache=False)
     assert {t: len(s) for t, s in pools.items()} == {"ChooseAttr": 15, "LogicalObj": 15}
-    alone = load_samples(spec, tasks=["LogicalObj"], samples_per_task=10)
+    alone = load_samples(spec, tasks=["LogicalObj"], samples_per_task=10, cache=False)
     assert samples_fingerprint(alone["LogicalObj"]) == samples_fingerprint(pools["LogicalObj"])
     assert pool_size(900, 1.25) == 1125
     with pytest.raises(ValueError, match="unknown dataset"):
         load_samples(DatasetSpec(name="coco"), tasks=["ChooseAttr"], samples_per_task=10)
     with pytest.raises(ValueError, match="unknown task"):
-        load_samples(spec, tasks=["ChooseColour"], samples_per_task=10)
+        load_samples(spec, tasks=["ChooseColour"], samples_per_task=10, cache=False)
     with pytest.raises(ValueError, match="oversample"):
-        load_samples(spec, tasks=["ChooseAttr"], samples_per_task=10, oversample=0.5)
+        load_samples(spec, tasks=["ChooseAttr"], samples_per_task=10, oversample=0.5, cache=False)
     missing = DatasetSpec(name="gqa", questions="no/such/file.json", images="no/such/dir")
     with pytest.raises(FileNotFoundError, match="dataset.images"):
         load_samples(missing, tasks=["ChooseAttr"], samples_per_task=10)

@@ -360,6 +360,27 @@ def test_knockout_features_change_only_layers_after_the_block(tiny_llava, tiny_s
     assert callable(knockout_intervention(tiny_llava, spec))
 
 
+def test_cached_knockout_features_need_no_model(tiny_llava, tiny_samples, make_image, tmp_path):
+    """A warm build reads a knockout's features from the cache alone: the same arrays as the
+    run that wrote them; another spec, or a cold cache, gives None (the chapter then loads the
+    model)."""
+    from pidlib.core.cache import ArrayCache
+    from pidlib.interventions.knockout import cached_knockout_features
+    from pidlib.models.fingerprint import model_fingerprint
+
+    first = tiny_samples[0]
+    samples = [first, dataclasses.replace(first, qid="t0c", image=make_image(36, 20, seed=5))]
+    kw = {"cache": ArrayCache(tmp_path), "max_new_tokens": 1, "batch_size": 2}
+    ident = model_fingerprint(tiny_llava)
+    assert cached_knockout_features(ident, "tiny", samples, "image->question", **kw) is None
+    ko = knockout_features(tiny_llava, samples, "image->question", progress=False, **kw)
+    got = cached_knockout_features(ident, "tiny", samples, "image->question", **kw)
+    assert got is not None
+    for k in ("V", "L", "choice", "gold"):
+        assert np.array_equal(getattr(got, k), getattr(ko, k))
+    assert cached_knockout_features(ident, "tiny", samples, "image->last", **kw) is None
+
+
 @pytest.mark.parametrize("family", ["llava", "llava_next"])
 def test_vision_states_cannot_see_the_question(family, tiny_tokenizer, tiny_samples, make_image):
     """Image tokens precede the question, so under causal attention the pooled image-token state

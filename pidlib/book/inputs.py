@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import math
+import pickle
+import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from pidlib.config.profiles import DatasetSpec, Profile
-from pidlib.core.cache import ArrayCache, open_cache
+from pidlib.core.cache import ArrayCache, cache_key, open_cache
 from pidlib.core.paths import REPO_ROOT
 from pidlib.core.stages import stage
 from pidlib.data.tasks import Sample, validate_tasks
@@ -20,6 +25,9 @@ __all__ = ["DATASETS", "pool_size", "load_samples", "load_features"]
 
 #: Dataset names :func:`load_samples` understands (``DatasetSpec.name``).
 DATASETS: tuple[str, ...] = ("minigqa", "gqa", "gqa-csv")
+#: Cache kind of a task's Mini-GQA question pool, and the code its key covers.
+_POOL = "minigqa-questions"
+_POOL_CODE: tuple[str, ...] = ("pidlib.data.minigqa", "pidlib.data.tasks")
 
 
 def pool_size(samples_per_task: int, oversample: float) -> int:
@@ -85,6 +93,7 @@ def load_samples(
     tasks: str | list[str] | tuple[str, ...] | None = None,
     samples_per_task: int | None = None,
     oversample: float = 1.5,
+    cache: ArrayCache | bool = True,
 ) -> dict[str, list[Sample]]:
     """``{task: samples}`` for a profile (or a bare :class:`~pidlib.config.profiles.DatasetSpec`).
 
@@ -96,7 +105,9 @@ def load_samples(
 
     - ``minigqa``: :func:`pidlib.data.minigqa.questions.generate` with the dataset's split, seed and
       language prior; each task has its own random stream, so a task's pool does not depend
-      on which other tasks are asked for.
+      on which other tasks are asked for. Each pool is kept in ``cache`` (``True``: the default
+      :class:`~pidlib.core.cache.ArrayCache`; ``False``: none), keyed by its parameters and the
+      Mini-GQA code, so a warm build reads it instead of drawing ~20 scenes per question again.
     - ``gqa``: a GQA balanced-questions JSON (``dataset.questions``) and image folder.
     - ``gqa-csv``: Zhang et al.'s task CSVs (a folder; a file's name names its task, as in
       ``GQA_val_ChooseRel.csv`` or ``ChooseRel_sample.csv``).
@@ -120,7 +131,9 @@ def load_samples(
         from pidlib.data.minigqa.scenes import MiniGQAConfig
 
         config = MiniGQAConfig(prior=spec.prior)
-        return {t: generate([t], n, split=spec.split, seed=spec.seed, config=config) for t in tasks}
+        store = open_cache(cache)
+        return {t: _pool(store, spec, t, n, lambda t=t: generate(
+            [t], n, split=spec.split, seed=spec.seed, config=config)) for t in tasks}  # fmt: skip
     if spec.make == "minigqa":
         _make_gqa_folder(spec, tasks, n)
     images = _path(spec.images, "images", spec.name)
@@ -146,6 +159,31 @@ def load_samples(
             f"dataset {spec.name!r} ({questions}): no questions for {', '.join(empty)}"
         )
     return out
+
+
+def _pool(store: ArrayCache | None, spec: DatasetSpec, task: str, n: int, draw) -> list[Sample]:
+    """A task's Mini-GQA pool: ``draw()``, or the same samples from ``store`` (pickled with
+    their images, zlib-compressed: about 0.6 MB per 1,500 questions, read in 0.1 s)."""
+    if store is None:
+        return draw()
+    params = {"task": task, "n": n, "split": spec.split, "seed": spec.seed, "prior": spec.prior}
+    key = cache_key(_POOL, params, _POOL_CODE)
+    hit = store.load(_POOL, key)
+    if hit is not None:
+        try:
+            samples = pickle.loads(zlib.decompress(hit[0]["pickle"].tobytes()))  # noqa: S301
+            if isinstance(samples, list) and all(isinstance(x, Sample) for x in samples):
+                return samples
+            raise ValueError("the entry holds no list of samples")
+        except (pickle.UnpicklingError, zlib.error, ValueError, TypeError, AttributeError,
+                EOFError, KeyError) as err:  # fmt: skip
+            warnings.warn(f"a cached Mini-GQA pool ({task}) is unreadable ({err}); drawing it "
+                          "again", stacklevel=3)  # fmt: skip
+    samples = draw()
+    if hit is None:  # an unreadable entry is left for the cache's own checks to move aside
+        blob = zlib.compress(pickle.dumps(samples, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        store.save(_POOL, key, {"pickle": np.frombuffer(blob, np.uint8)}, params)
+    return samples
 
 
 def load_features(
@@ -175,7 +213,7 @@ def load_features(
 
     if samples is None:
         with stage("questions"):
-            samples = load_samples(profile, oversample=oversample)
+            samples = load_samples(profile, oversample=oversample, cache=cache)
     store = open_cache(cache)
     opts = {"batch_size": profile.batch_size, "chunk_batches": 8, "limit": profile.samples_per_task,
             "max_new_tokens": max_new_tokens, "correct_only": profile.correct_only,

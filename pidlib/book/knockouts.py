@@ -14,8 +14,9 @@ from pidlib.core.cache import cached_table
 from pidlib.core.stages import stage
 from pidlib.data.tasks import Sample
 from pidlib.extract.features import Features
-from pidlib.interventions.knockout import knockout_features
+from pidlib.interventions.knockout import cached_knockout_features, knockout_features
 from pidlib.interventions.sweep import sweep
+from pidlib.models.fingerprint import source_fingerprint
 from pidlib.models.load import load_model
 from pidlib.models.loaded import LoadedModel
 
@@ -47,6 +48,16 @@ class ChapterModels:
                 name, dtype=self.profile.dtype, device=self.profile.device
             )
         return self._loaded[name]
+
+    def knockout_features(
+        self, name: str, samples: Sequence[Sample], flow: str, **kwargs
+    ) -> Features:
+        """:func:`~pidlib.interventions.knockout.knockout_features` of model ``name``, read from
+        the cache without loading the model when every chunk is there."""
+        ident = source_fingerprint(name, dtype=self.profile.dtype, device=self.profile.device)
+        got = None if ident is None else cached_knockout_features(ident, name, samples, flow,
+                                                                   **kwargs)  # fmt: skip
+        return got if got is not None else knockout_features(self(name), samples, flow, **kwargs)
 
 
 def correct_samples(
@@ -110,8 +121,9 @@ def knockout_pid(
     question-token state (``max_dL``) at any layer."""
     with stage("knockout forwards"):
         ko = {
-            (m, t): knockout_features(models(m), correct_samples(samples[t], clean_features[m, t]),
-                                      flow, batch_size=profile.batch_size, target=profile.target)
+            (m, t): models.knockout_features(m, correct_samples(samples[t], clean_features[m, t]),
+                                             flow, batch_size=profile.batch_size,
+                                             target=profile.target)  # fmt: skip
             for m in profile.models
             for t in profile.tasks
         }  # fmt: skip

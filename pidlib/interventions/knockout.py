@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pidlib.extract.features import extract_features
+from pidlib.extract.features import Features, cached_features, extract_features
 from pidlib.interventions.masks import _allowed, apply_block, block_matrix, causal_mask, check_impl
 from pidlib.interventions.spec import KnockoutSpec, as_spec
 from pidlib.models.hooks import Hook, attached
@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from pidlib.models.loaded import LoadedModel
     from pidlib.models.prompt import Encoded, Positions
 
-__all__ = ["knockout", "knockout_hooks", "knockout_intervention", "knockout_features"]
+__all__ = [
+    "knockout", "knockout_hooks", "knockout_intervention", "knockout_features",
+    "cached_knockout_features",
+]  # fmt: skip
 
 # --------------------------------------------------------------------------- hooks
 
@@ -142,5 +145,21 @@ def knockout_features(
     kwargs.setdefault("correct_only", False)
     return extract_features(
         loaded, samples, intervention=knockout_intervention(loaded, spec),
-        intervention_key={"knockout": spec.to_dict()}, **kwargs,
+        intervention_key=_key(spec), **kwargs,
     )  # fmt: skip
+
+
+def cached_knockout_features(
+    ident: Any, name: str, samples: Sequence[Sample], spec: KnockoutSpec | str, **kwargs: Any
+) -> Features | None:
+    """What :func:`knockout_features` would return, read from the cache alone (no model), or
+    ``None`` when a chunk is missing. ``ident``: the model's
+    :func:`~pidlib.models.fingerprint.source_fingerprint`; ``kwargs`` as for
+    :func:`knockout_features` (``cache``, ``batch_size``, ``target`` ...)."""
+    kwargs.setdefault("correct_only", False)
+    return cached_features(ident, name, samples, intervention_key=_key(as_spec(spec)), **kwargs)
+
+
+def _key(spec: KnockoutSpec) -> dict[str, Any]:
+    """The ``intervention_key`` that caches a knockout's features apart from clean ones."""
+    return {"knockout": spec.to_dict()}
