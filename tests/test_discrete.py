@@ -369,3 +369,43 @@ def test_the_default_methods_experiment():
     for name in ("xor", "and", "copy"):
         assert broja.loc[name, "crosscheck_levels"].abs().max() < 0.05
     assert (broja.loc["xor", "pid_flow", :, "synergy"] < -0.95).all()
+
+
+def test_chapter_crosscheck_is_cached_exactly(tmp_path, monkeypatch):
+    """The chapters' cross-check table: the same values from the cache as computed (no solve on
+    a warm read), PID Flow's column read from the layer-wise table, NaN where it has no row."""
+    import pandas as pd
+
+    from pidlib.analysis import crosscheck as cc
+    from pidlib.core.cache import ArrayCache
+    from pidlib.extract.features import Features
+
+    rng = np.random.default_rng(0)
+    n, layers = 200, 3
+    v, lang = rng.standard_normal((n, layers, 2)), rng.standard_normal((n, layers, 2))
+    choice = ((v[:, :, 0] > 0) ^ (lang[:, :, 0] > 0))[:, -1].astype(int)
+
+    def feats(info):
+        z = np.zeros(n)
+        return Features("m", "ChooseAttr", V=v, L=lang, option_logits=np.zeros((n, 2)),
+                        last_hidden=np.zeros((n, 2)), prob=z, answer=z.astype(str),
+                        correct=np.ones(n, bool), choice=choice, gold=choice,
+                        qid=np.arange(n).astype(str), options=np.array(["a", "b"]),
+                        info=info)  # fmt: skip
+
+    pid = pd.DataFrame([{"model": "m", "task": "ChooseAttr", "layer": 0, "atom": "synergy",
+                         "measure": "broja", "value": 0.25}])  # fmt: skip
+    store = ArrayCache(tmp_path)
+    plain = cc.crosscheck_table({("m", "ChooseAttr"): feats({})}, pid, cache=store)
+    assert not (tmp_path / "crosscheck").exists()  # features without cache keys: not cached
+    keyed = {("m", "ChooseAttr"): feats({"cache_keys": ["k1"]})}
+    first = cc.crosscheck_table(keyed, pid, cache=store)
+    monkeypatch.setattr(cc, "discrete_pid", lambda *a, **k: pytest.fail("solved again"))
+    warm = cc.crosscheck_table(keyed, pid, cache=store)
+    pd.testing.assert_frame_equal(first, plain)
+    pd.testing.assert_frame_equal(warm, plain)
+    assert list(plain["layer"].unique()) == cc.probe_layers(layers - 1)
+    row = plain.query("layer == 0 and atom == 'synergy'")
+    assert row["PID Flow"].item() == 0.25 and plain["PID Flow"].isna().sum() == len(plain) - 1
+    last = plain.query(f"layer == {layers - 1} and atom == 'synergy'")["cross-check"].item()
+    assert last > 0.5  # the XOR choice: the cross-check sees its synergy

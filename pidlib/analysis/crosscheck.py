@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from pidlib.core.cache import ArrayCache, cached_table
 from pidlib.extract.features import Features
 from pidlib.pid.discrete import discrete_pid
 
@@ -18,6 +19,8 @@ __all__ = ["ATOMS_SHOWN", "probe_layers", "crosscheck_table", "crosscheck_senten
 
 #: Quantities compared.
 ATOMS_SHOWN: tuple[str, ...] = ("total", "redundancy", "unique_1", "unique_2", "synergy")
+#: Code whose source versions the cached cross-check values.
+CODE: tuple[str, ...] = ("pidlib.pid", "pidlib.analysis.crosscheck")
 
 
 def probe_layers(n_layers: int) -> list[int]:
@@ -32,21 +35,35 @@ def crosscheck_table(
     discretiser: str = "kmeans",
     n_levels: int = 4,
     seed: int = 0,
+    cache: ArrayCache | None = None,
 ) -> pd.DataFrame:
     """One row per (model, task, layer, atom) at :func:`probe_layers`: PID Flow's BROJA value
     (from ``pid``, the layer-wise table) beside the cross-check's BROJA value, with Y = the
-    model's choice among the options (a discrete answer)."""
-    rows = []
-    flow = pid[pid["measure"] == "broja"].set_index(["model", "task", "layer", "atom"])["value"]
+    model's choice among the options (a discrete answer). The cross-check's values are cached
+    per (model, task) when the features name their cache entries (``info["cache_keys"]``)."""
+    parts = []
     for (model, task), f in features.items():
-        for layer in probe_layers(f.n_layers):
-            est = discrete_pid(f.V[:, layer], f.L[:, layer], f.choice, measure="broja",
-                               discretiser=discretiser, n_levels=n_levels, seed=seed)  # fmt: skip
-            for atom in ATOMS_SHOWN:
-                rows.append({"model": model, "task": task, "layer": layer, "atom": atom,
-                             "PID Flow": flow.get((model, task, layer, atom), float("nan")),
-                             "cross-check": getattr(est, atom)})  # fmt: skip
-    return pd.DataFrame(rows)
+
+        def compute(f: Features = f) -> pd.DataFrame:
+            rows = []
+            for layer in probe_layers(f.n_layers):
+                est = discrete_pid(f.V[:, layer], f.L[:, layer], f.choice, measure="broja",
+                                   discretiser=discretiser, n_levels=n_levels,
+                                   seed=seed)  # fmt: skip
+                rows += [{"layer": layer, "atom": a, "cross-check": getattr(est, a)}
+                         for a in ATOMS_SHOWN]  # fmt: skip
+            return pd.DataFrame(rows)
+
+        keys = f.info.get("cache_keys")
+        params = {"features": keys, "n": f.n, "discretiser": discretiser, "n_levels": n_levels,
+                  "seed": seed}  # fmt: skip
+        part = cached_table("crosscheck", params, compute, CODE, cache) if keys else compute()
+        parts.append(part.assign(model=model, task=task))
+    flow = pid[pid["measure"] == "broja"].set_index(["model", "task", "layer", "atom"])["value"]
+    out = pd.concat(parts, ignore_index=True)[["model", "task", "layer", "atom", "cross-check"]]
+    idx = pd.MultiIndex.from_frame(out[["model", "task", "layer", "atom"]])
+    out.insert(4, "PID Flow", flow.reindex(idx).to_numpy())
+    return out
 
 
 def crosscheck_sentence(table: pd.DataFrame) -> str:
