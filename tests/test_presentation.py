@@ -100,6 +100,24 @@ def test_a_glued_figure_is_not_also_the_cells_output(tmp_path, monkeypatch):
     assert (tmp_path / "fig-a.png").stat().st_size > 0 and (tmp_path / "fig-a.vl.json").exists()
 
 
+def test_a_figure_is_rendered_again_only_when_its_spec_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIDBOOK_FIGURES", str(tmp_path))
+    df = pd.DataFrame({"x": [0, 1], "y": [1.0, 2.0]})
+    chart = alt.Chart(df).mark_line().encode(x="x:Q", y="y:Q")
+    first = charts.figure(chart, "fig-c", glue=False)
+    calls = []
+    render = charts.vlc.vegalite_to_png
+    monkeypatch.setattr(
+        charts.vlc, "vegalite_to_png", lambda *a, **k: calls.append(1) or render(*a, **k)
+    )
+    again = charts.figure(chart, "fig-c", glue=False)
+    assert calls == [] and again.png == first.png  # the same spec: the PNG on disk
+    charts.figure(chart, "fig-c", glue=False, scale=1.0)  # another scale: rendered
+    changed = charts.figure(chart.mark_point(), "fig-c", glue=False)  # another spec: rendered
+    assert len(calls) == 2 and changed.png != first.png
+    assert (tmp_path / "fig-c.png").read_bytes() == changed.png
+
+
 @pytest.mark.parametrize("n_panels", [2, 6, 14])
 def test_small_multiples_wrap_to_fit_the_text_column(tmp_path, monkeypatch, n_panels):
     from PIL import Image
