@@ -7,7 +7,7 @@ import math
 import pickle
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +161,10 @@ def load_samples(
     return out
 
 
-def _pool(store: ArrayCache | None, spec: DatasetSpec, task: str, n: int, draw) -> list[Sample]:
+def _pool(
+    store: ArrayCache | None, spec: DatasetSpec, task: str, n: int,
+    draw: Callable[[], list[Sample]],
+) -> list[Sample]:  # fmt: skip
     """A task's Mini-GQA pool: ``draw()``, or the same samples from ``store`` (pickled with
     their images, zlib-compressed: about 0.6 MB per 1,500 questions, read in 0.1 s)."""
     if store is None:
