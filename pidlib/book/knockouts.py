@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -123,7 +124,8 @@ def knockout_pid(
         ko = {
             (m, t): models.knockout_features(m, correct_samples(samples[t], clean_features[m, t]),
                                              flow, batch_size=profile.batch_size,
-                                             target=profile.target)  # fmt: skip
+                                             target=profile.target,
+                                             progress=sys.stderr.isatty())  # fmt: skip
             for m in profile.models
             for t in profile.tasks
         }  # fmt: skip
