@@ -3,6 +3,7 @@
 
 PYTHON ?= python3
 PROFILE ?= cpu
+MODEL ?= all
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -17,7 +18,7 @@ help:
 	@echo "make check-book                           the smoke book in headless Chromium (after make book PROFILE=smoke)"
 	@echo "make test                                 run the test suite (unit + slow tier)"
 	@echo "make bench                                estimator, flow, extraction and knockout benchmarks"
-	@echo "make models                               retrain the embedded tiny LLaVA models (~1 h)"
+	@echo "make models [MODEL=all|committed|NAME]    retrain embedded models (all: 2 decoders + 10 models, ~2.5 h)"
 	@echo "make lint                                 ruff and the architecture contracts (import-linter)"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -48,7 +49,7 @@ bench-gpu: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --gpu
 
 models: $(STAMP)
-	$(BIN)/python -m pidlib.training --model all
+	$(BIN)/python -m pidlib.training --model $(MODEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pidlib tests benchmarks scripts notebooks

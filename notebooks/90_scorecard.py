@@ -17,8 +17,11 @@
 #
 # **Method in brief.** Each chapter turns its results into claims: the paper's value, this
 # build's value with its 95% interval, and a verdict by a rule stated under the claim. The
-# chapters record them, with the parameters and git commit that produced them, in
-# `build/<profile>/claims/`. This page only reads those records; nothing on it is typed by hand.
+# Seeds chapter recomputes the claims it can on retrained models and gives each an interval
+# *across seeds* (the build's interval widened by the retrains' spread) with the same rule's
+# verdict, in the last column. The chapters record their claims, with the parameters and git
+# commit that produced them, in `build/<profile>/claims/`. This page only reads those records;
+# nothing on it is typed by hand.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -50,8 +53,14 @@ scorecard_table(claims)
 Markdown(
     f"**{count['holds']} of {count['tested']}** tested claims hold in this build "
     f"(profile {cfg.name}); {count['fails']} do not, and {count['untested']} could not be "
-    f"tested. They come from {count['chapters']} chapters."
-)
+    f"tested. They come from {count['chapters']} chapters. Across training seeds, "
+    + (f"{count['seed_holds']} of {count['seed_tested']} recomputed claims hold and "
+       f"{count['seed_fails']} do not ({count['seed_untested']} not tested); the other claims "
+       "were not recomputed on retrained models, so their intervals cover one trained model "
+       "per family."
+       if count["seed_tested"] + count["seed_untested"]
+       else "nothing was recomputed: this profile has no retrained models.")
+)  # fmt: skip
 
 # %% [markdown]
 # ## Discussion

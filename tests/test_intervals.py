@@ -205,10 +205,10 @@ def test_fingerprints_with_no_share_above_the_floor_are_not_tested():
     (None), not "does not hold"; with shares it is decided as before."""
     from pidlib.analysis.claims import fingerprint_claims
 
-    planted = pd.DataFrame(columns=["prior", "task", "share"], dtype=float)
+    contrast = pd.DataFrame(columns=["task", "difference", "se", "measurable"])
     nan = pd.Series([np.nan, np.nan], index=["redundancy", "synergy"])
-    claims, _ = fingerprint_claims(nan, nan, planted, ["ChooseAttr"], [8])
-    assert claims[0].holds is None
+    claims, _ = fingerprint_claims(nan, nan, contrast)
+    assert claims[0].holds is None and claims[1].holds is None  # no task: nothing to test
     spread = pd.Series([0.2, 0.1], index=["redundancy", "synergy"])
-    claims, _ = fingerprint_claims(spread, spread / 4, planted, ["ChooseAttr"], [8])
+    claims, _ = fingerprint_claims(spread, spread / 4, contrast)
     assert claims[0].holds is True

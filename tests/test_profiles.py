@@ -59,6 +59,14 @@ def test_overrides_as_papermill_strings():
         ({"robustness.n_bootstrap": 1}, "robustness.n_bootstrap"),
         ({"last_position.probe_folds": 1}, "last_position.probe_folds"),
         ({"last_position.formed_at": 0}, "last_position.formed_at"),
+        ({"seeds.labels": ["B1"]}, "seeds.labels: 1 labels for 3 sets"),
+        (
+            {"seeds.sets": [["a", "b"], ["c"]], "seeds.labels": []},
+            "seeds.sets: every set lists the same number",
+        ),
+        ({"seeds.priors": [0.0]}, "seeds.priors (1) and seeds.prior_models (3)"),
+        ({"seeds.priors": [0.0, 0.5, 1.5]}, "seeds.priors"),
+        ({"seeds.prior_tasks": ["Foo"]}, "unknown task 'Foo'"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):
@@ -102,3 +110,15 @@ def test_an_older_profiles_single_window_still_reads(tmp_path):
         load_profile("smoke", **{"knockout.windows": [3, 3]})
     with pytest.raises(ValueError, match="pid_flows"):
         load_profile("smoke", **{"knockout.pid_flows": ["image->nowhere"]})
+
+
+def test_seed_sets_must_match_the_models_and_say_how():
+    """A profile run with one model keeps the two-model sets: the chapter that reads them
+    stops with a message naming the fix; a profile without retrains has none."""
+    cpu = load_profile("smoke")
+    assert cpu.seeds.matching(cpu.models)[0] == ("tiny-llava-1.5-b1", "tiny-llava-1.6-b1")
+    assert cpu.seeds.set_labels() == ("B1", "B2", "B3")
+    one = load_profile("smoke", models=["tiny-llava-1.5"])
+    with pytest.raises(ValueError, match=r"one model per profile model.*seeds.sets: \[\]"):
+        one.seeds.matching(one.models)
+    assert load_profile("llava", check_paths=False).seeds.sets == ()

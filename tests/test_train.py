@@ -83,7 +83,11 @@ def test_cell_words_reject_free_layout():
         cell_words(scene)
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
+#: One recipe per code path: the two families, and a QA stage at a planted prior.
+PATHS = ("tiny-llava-1.5", "tiny-llava-1.6", "tiny-llava-1.5-b1-p0.9")
+
+
+@pytest.mark.parametrize("name", PATHS[:2])
 def test_first_turn_equals_the_evaluation_prompt(name):
     """The training sequence's first turn is token-for-token what the processor makes."""
     recipe = _tiny_recipe(name)
@@ -167,7 +171,7 @@ def test_swap_images_and_chance():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.parametrize("name", PATHS)
 def test_smoke_train_save_load(name, tmp_path):
     """A few steps of every stage, then save_pretrained / load_model reproduce the logits."""
     recipe = _tiny_recipe(name)
@@ -232,6 +236,46 @@ def test_lm_key_tracks_every_decoder_stage_setting():
     assert len({c.lm_key() for c in changed} | {r.lm_key()}) == len(changed) + 1
 
 
+def test_retrains_share_decoder_b_and_differ_only_where_named():
+    """Every retrain is on decoder B (one decoder key, not A's), the per-model seeds draw
+    disjoint data streams, and the prior variants differ from their seed only in ``qa_prior``."""
+    from pidlib.models.families import EMBEDDED_RETRAINS, KNOWN_MODELS
+    from pidlib.training.recipe import decoder_of
+
+    assert set(RECIPES) == {"tiny-llava-1.5", "tiny-llava-1.6", *EMBEDDED_RETRAINS}
+    assert all(name in KNOWN_MODELS for name in RECIPES)
+    retrains = [RECIPES[n] for n in EMBEDDED_RETRAINS]
+    assert {decoder_of(r) for r in retrains} == {"B"}
+    assert len({r.lm_key() for r in retrains}) == 1
+    assert retrains[0].lm_key() != RECIPES["tiny-llava-1.5"].lm_key()
+    # (the committed pair's streams overlap: 1.5's QA data seed is 1.6's alignment seed)
+    committed = {
+        s
+        for n in ("tiny-llava-1.5", "tiny-llava-1.6")
+        for s in (RECIPES[n].seed, RECIPES[n].seed + 1)
+    }
+    streams = [s for r in retrains if r.qa_prior == 0 for s in (r.seed, r.seed + 1)]
+    assert len(set(streams)) == len(streams) and not committed & set(streams)
+    for p in (0.5, 0.9):
+        variant = RECIPES[f"tiny-llava-1.5-b1-p{p}"]
+        assert (
+            replace(variant, name="tiny-llava-1.5-b1", qa_prior=0.0) == RECIPES["tiny-llava-1.5-b1"]
+        )
+    with pytest.raises(ValueError, match="qa_prior"):
+        replace(RECIPES["tiny-llava-1.5"], qa_prior=1.5)
+
+
+def test_qa_prior_reaches_the_qa_pool_only(recipe15):
+    """``_pool(..., prior=p)`` draws its scenes at prior p; without it, at the recipe's data
+    prior (the decoder and alignment stages)."""
+    from pidlib.training.run import _pool
+
+    assert _pool(recipe15, 7, recipe15.qa, chunk=8).config.prior == recipe15.data.prior == 0
+    assert _pool(recipe15, 7, recipe15.qa, chunk=8, prior=0.9).config == replace(
+        recipe15.data, prior=0.9
+    )
+
+
 def test_training_tables_read_the_cards(tmp_path):
     """The book's tables are written from model_card.json, numbers unchanged."""
     from pidlib.models.cards import training_tables
@@ -259,3 +303,29 @@ def test_training_tables_read_the_cards(tmp_path):
     assert "| P1 |" in text and "# log" not in text
     with pytest.raises(FileNotFoundError, match="m3"):
         training_tables(["m3"], tmp_path)
+
+
+@pytest.mark.slow
+def test_run_writes_a_card_with_the_decoder_minutes_and_the_prior_accuracy(tmp_path, monkeypatch):
+    """``run`` on a planted-prior retrain: the card names the decoder, splits the minutes into
+    the shared decoder and the per-model stages, and evaluates at the training prior too."""
+    import json
+
+    from pidlib.training import run as run_module
+
+    name = "tiny-llava-1.5-b1-p0.9"
+    monkeypatch.setitem(run_module.RECIPES, name, _tiny_recipe(name))
+    run_module.run([name], out_dir=tmp_path / "models", workdir=tmp_path / "work", eval_n=2,
+                   progress=False)  # fmt: skip
+    card = json.loads((tmp_path / "models" / name / "model_card.json").read_text())
+    assert card["decoder"] == "B" and card["recipe"]["qa_prior"] == 0.9
+    stages = {g["name"]: g["seconds"] / 60 for g in card["stages"]}
+    lm = sum(v for k, v in stages.items() if k.startswith("lm"))
+    assert card["minutes"]["decoder"] == pytest.approx(lm, abs=0.01)
+    per_model = stages["align (vision)"] + stages["qa (images)"]
+    assert card["minutes"]["per_model"] == pytest.approx(per_model, abs=0.01)
+    at_prior = card["evaluation_at_prior"]
+    assert at_prior["prior"] == 0.9 and set(at_prior["accuracy"]) == {"image", "blank",
+                                                                       "mismatched"}  # fmt: skip
+    readme = (tmp_path / "models" / name / "README.md").read_text()
+    assert "at the training prior p = 0.9" in readme and "per-model stages" in readme

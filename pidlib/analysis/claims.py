@@ -22,9 +22,8 @@ from pidlib.core.provenance import provenance
 from pidlib.stats import t_interval
 
 __all__ = [
-    "Claim", "record", "load_claims", "tested_on", "claims_markdown", "transduction_claims",
-    "fingerprint_claims",
-    "knockout_claims",
+    "Claim", "rule_holds", "record", "load_claims", "tested_on", "verdict_text", "claims_markdown",
+    "mean_correlations", "transduction_claims", "fingerprint_claims", "knockout_claims",
 ]  # fmt: skip
 
 
@@ -43,6 +42,34 @@ class Claim:
     n_tested: int | None = None  # (model, task) pairs the claim was tested on ...
     n_pairs: int | None = None  # ... of this many (the rest lack measurable information)
     robustness: str = ""  # its verdict under other settings, e.g. "canonical: holds; ..."
+    rule: str = ""  # "<value|lo|hi> <op> <threshold>": the verdict as data (see rule_holds)
+
+
+#: The comparisons a :attr:`Claim.rule` may use.
+_OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+
+
+def rule_holds(rule: str, value: float, lo: float, hi: float) -> bool | None:
+    """A claim's verdict from its ``rule`` (e.g. ``"lo >= 0.5"``: the interval lies at or above
+    50%) at the given value and interval; ``None`` (not testable) when the bound it reads is
+    undefined. The same rule gives the verdict on the build's interval and on a wider one (e.g.
+    across training seeds)."""
+    try:
+        bound, op, threshold = rule.split()
+        x = {"value": value, "lo": lo, "hi": hi}[bound]
+        compare = _OPS[op]
+        limit = float(threshold)
+    except (KeyError, ValueError):
+        raise ValueError(f"claim rule {rule!r}: expected '<value|lo|hi> <op> <number>' with op "
+                         f"one of {', '.join(_OPS)}") from None  # fmt: skip
+    return _holds(bool(compare(x, limit)), x)
+
+
+def _ruled(claim: str, paper: str, value: float, lo: float, hi: float, rule: str,
+           **kw) -> Claim:  # fmt: skip
+    """A :class:`Claim` whose verdict is its ``rule`` applied to ``(value, lo, hi)``."""
+    return Claim(claim, paper, value, lo, hi, holds=rule_holds(rule, value, lo, hi), rule=rule,
+                 **kw)  # fmt: skip
 
 
 def _holds(test: bool, *bounds: float) -> bool | None:
@@ -84,18 +111,30 @@ def tested_on(claim: Mapping) -> str:
     return f"{int(k)} of {int(total)} pairs"
 
 
+def verdict_text(holds: bool | None) -> str:
+    """ "holds", "does not hold" or "not tested" (``None`` or NaN)."""
+    if holds is None or holds != holds:
+        return "not tested"
+    return "holds" if holds else "does not hold"
+
+
 def claims_markdown(claims: Sequence[Claim]) -> str:
     """One Markdown bullet per claim: the paper's value, this build's with its interval, the
     pairs it was tested on, and the verdict."""
-    verdicts = {True: "holds", False: "does not hold", None: "not tested"}
     lines = []
     for c in claims:
         tested = (f" (tested on {c.n_tested} of {c.n_pairs} (model, task) pairs)"
                   if c.n_pairs is not None else "")  # fmt: skip
         value = f"{c.value:.3g} [{c.lo:.3g}, {c.hi:.3g}] {c.unit}"
         lines.append(f"- **{c.claim}** (paper: {c.paper}): this build {value}{tested}; "
-                     f"{verdicts[c.holds]}.")  # fmt: skip
+                     f"{verdict_text(c.holds)}.")  # fmt: skip
     return "\n".join(lines)
+
+
+def mean_correlations(corr: pd.DataFrame) -> pd.Series:
+    """The four atoms' rows of a :func:`~pidlib.analysis.summaries.trajectory_correlation`
+    table: the r values the cross-model claim averages (over tasks and atoms)."""
+    return corr.loc[corr["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy"]), "r"]
 
 
 def transduction_claims(
@@ -112,50 +151,48 @@ def transduction_claims(
     ul = t_interval(above_last["unique_2"])
     s_max = float(above_last["synergy"].max()) if len(above_last) else float("nan")
     out = [
-        Claim("U_V peaks early and decays", "peak in early layers", *depth,
-              holds=_holds(depth[2] <= 0.5, depth[2]), unit="relative depth of the U_V peak",
-              detail=f"mean over {where} (U_V's interval above it; ties averaged); holds if "
-              "the CI lies in the first half",
-              n_tested=len(above_peak), n_pairs=n_pairs),
-        Claim("U_L carries most of the final predictive information", "≈ 82%", *ul,
-              holds=_holds(ul[1] >= 0.5, ul[1]), unit="U_L share of I(V,L;Y) at the last layer",
-              detail=f"mean over {where} at the last layer; holds if the CI lies above 50%",
-              n_tested=len(above_last), n_pairs=n_pairs),
-        Claim("Synergy is small on every task", "S < 2% on all tasks", s_max, s_max, s_max,
-              holds=_holds(s_max < 0.02, s_max), unit="largest last-layer S share",
-              detail=f"max over {where} at the last layer",
-              n_tested=len(above_last), n_pairs=n_pairs),
+        _ruled("U_V peaks early and decays", "peak in early layers", *depth, "hi <= 0.5",
+               unit="relative depth of the U_V peak",
+               detail=f"mean over {where} (U_V's interval above it; ties averaged); holds if "
+               "the CI lies in the first half",
+               n_tested=len(above_peak), n_pairs=n_pairs),
+        _ruled("U_L carries most of the final predictive information", "≈ 82%", *ul, "lo >= 0.5",
+               unit="U_L share of I(V,L;Y) at the last layer",
+               detail=f"mean over {where} at the last layer; holds if the CI lies above 50%",
+               n_tested=len(above_last), n_pairs=n_pairs),
+        _ruled("Synergy is small on every task", "S < 2% on all tasks", s_max, s_max, s_max,
+               "hi < 0.02", unit="largest last-layer S share",
+               detail=f"max over {where} at the last layer",
+               n_tested=len(above_last), n_pairs=n_pairs),
     ]  # fmt: skip
     if corr is not None and len(corr):
-        atoms = corr[corr["atom"].isin(["redundancy", "unique_1", "unique_2", "synergy"])]
-        r = t_interval(atoms["r"])
-        out.append(Claim("Layer-wise trajectories agree across the two models", "r > 0.96", *r,
-                         holds=_holds(r[0] > 0.96, r[0]), unit="Pearson r over depth",
-                         detail=f"mean over {atoms['task'].nunique()} tasks and the four atoms "
-                         "(bits, every layer)"))  # fmt: skip
+        r = t_interval(mean_correlations(corr))
+        out.append(_ruled("Layer-wise trajectories agree across the two models", "r > 0.96", *r,
+                          "lo > 0.96", unit="Pearson r over depth",
+                          detail=f"mean over {corr['task'].nunique()} tasks and the four atoms "
+                          "(bits, every layer)"))  # fmt: skip
     return out
 
 
 def fingerprint_claims(
-    task_spread: pd.Series,
-    model_spread: pd.Series | None,
-    planted: pd.DataFrame,
-    prior_tasks: Sequence[str],
-    probe_layers: Sequence[int],
+    task_spread: pd.Series, model_spread: pd.Series | None, contrast: pd.DataFrame
 ) -> tuple[list[Claim], dict]:
     """The task-fingerprint claims from :func:`~pidlib.analysis.summaries.fingerprint_spread`
-    and the planted-prior redundancy shares (rows of ``prior``, ``task``, ``share``).
+    and the learned-prior contrast (:func:`~pidlib.analysis.summaries.prior_contrast` at one
+    layer: redundancy of the model trained at the largest prior minus that of the model
+    trained at the smallest, per task).
 
-    Returns the claims and their statistics: ``rho`` / ``p`` (Spearman, pooled), ``by_task``
-    (per-task rho) and ``rises`` (fraction of tasks with a positive rho).
+    The prior claim is the mean difference over the tasks whose information passes the floor
+    (their errors independent: ``se`` in quadrature over tasks); it holds if its interval lies
+    above 0. Returns the claims and ``found``: the difference, its ``se``, ``mde`` (the
+    smallest mean difference detectable at 80% power) and the tasks used.
     """
-    usable = planted.groupby("task").filter(lambda g: g["prior"].nunique() >= 3)
-    rho = (stats.spearmanr(usable["prior"], usable["share"]) if len(usable) >= 3
-           else (float("nan"), float("nan")))  # fmt: skip
-    by_task = (usable.groupby("task").apply(lambda g: stats.spearmanr(g["prior"], g["share"])[0])
-               if len(usable) else pd.Series(dtype=float))  # fmt: skip
-    found = {"rho": float(rho[0]), "p": float(rho[1]), "by_task": by_task,
-             "rises": float(np.mean(by_task > 0)) if len(by_task) else float("nan")}  # fmt: skip
+    used = contrast[contrast["measurable"]]
+    n = len(used)
+    diff = float(used["difference"].mean()) if n else float("nan")
+    se = float(np.sqrt((used["se"] ** 2).sum()) / n) if n else float("nan")
+    found = {"difference": diff, "se": se, "mde": 2.80 * se, "tasks": list(used["task"]),
+             "lo": diff - 1.959964 * se, "hi": diff + 1.959964 * se}  # fmt: skip
     # untestable with one model, or when no task has a share above the floor (all NaN)
     spreads = (task_spread.mean(), np.nan if model_spread is None else model_spread.mean())
     claims = [
@@ -164,15 +201,13 @@ def fingerprint_claims(
               holds=bool(spreads[0] > spreads[1]) if np.isfinite(spreads).all() else None,
               unit="mean std of atom shares across tasks (fraction)",
               detail="holds if tasks differ more than the two models do on the same task"),
-        Claim("Redundancy tracks the (planted) semantic prior", "redundancy governs",
-              found["rho"], float(by_task.min()) if len(by_task) else float("nan"),
-              float(by_task.max()) if len(by_task) else float("nan"),
-              holds=_holds(rho[0] > 0 and rho[1] < 0.05, rho[0], rho[1]),
-              unit="Spearman rho(prior, R share)",
-              n_tested=int(usable["task"].nunique()), n_pairs=len(prior_tasks),
-              detail=f"pooled over {', '.join(prior_tasks)} and layers {list(probe_layers)}; "
-              f"range = per-task rho; p = {rho[1]:.2g}; only tasks with shares above the "
-              "information floor at >= 3 prior strengths"),
+        _ruled("Redundancy tracks a learned semantic prior", "redundancy governs", diff,
+               found["lo"], found["hi"], "lo > 0",
+               unit="Δ redundancy (bits), strongest minus weakest trained prior",
+               n_tested=n, n_pairs=len(contrast),
+               detail="models trained with the prior planted in their QA scenes, measured at "
+               "their own prior; mean over the tasks above the information floor; holds if the "
+               f"CI lies above 0; detectable at 80% power: {found['mde']:.3g} bits"),
     ]  # fmt: skip
     return claims, found
 
@@ -203,17 +238,15 @@ def knockout_claims(per_task: pd.DataFrame, curves: pd.DataFrame) -> tuple[list[
         found["variants"][variant] = d_uv, d_s, d_tot, rho
         how = f" ({variant})" if variant != "refit" else ""
         claims += [
-            Claim(f"Image→Question knockout traps visual-unique information{how}",
-                  "U_V rises in late layers", *d_uv, holds=_holds(d_uv[1] > 0, d_uv[1]),
-                  unit="Δ U_V, bits, mean over late layers",
-                  detail="mean over (model, task); holds if the CI lies above 0"),
-            Claim(f"Knockout induces compensatory synergy{how}", "S rises", *d_s,
-                  holds=_holds(d_s[1] > 0, d_s[1]), unit="Δ S, bits, mean over layers",
-                  detail="mean over (model, task)"),
-            Claim(f"Knockout raises the total information cost{how}",
-                  "I(V,L;Y) rises (some totals fall)", *d_tot,
-                  holds=_holds(d_tot[1] > 0, d_tot[1]),
-                  unit="Δ I(V,L;Y), bits, mean over layers", detail="mean over (model, task)"),
+            _ruled(f"Image→Question knockout traps visual-unique information{how}",
+                   "U_V rises in late layers", *d_uv, "lo > 0",
+                   unit="Δ U_V, bits, mean over late layers",
+                   detail="mean over (model, task); holds if the CI lies above 0"),
+            _ruled(f"Knockout induces compensatory synergy{how}", "S rises", *d_s, "lo > 0",
+                   unit="Δ S, bits, mean over layers", detail="mean over (model, task)"),
+            _ruled(f"Knockout raises the total information cost{how}",
+                   "I(V,L;Y) rises (some totals fall)", *d_tot, "lo > 0",
+                   unit="Δ I(V,L;Y), bits, mean over layers", detail="mean over (model, task)"),
             Claim(f"Knockout effect is weakest on high-redundancy tasks{how}",
                   "strongest on vision-dependent tasks", float(rho[0]), float(rho[0]),
                   float(rho[0]), holds=_holds(rho[0] < 0 and rho[1] < 0.05, rho[0], rho[1]),

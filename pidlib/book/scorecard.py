@@ -8,7 +8,7 @@ import pandas as pd
 
 from pidlib.analysis.claims import tested_on
 
-__all__ = ["VERDICTS", "verdict_badge", "scorecard_table", "tally"]
+__all__ = ["VERDICTS", "SEEDS_CHAPTER", "verdict_badge", "scorecard_table", "tally"]
 
 #: Verdict text and badge colours (background, text, border) by ``holds`` (True/False/None).
 VERDICTS = {
@@ -46,19 +46,40 @@ def _claim_cell(row: pd.Series) -> str:
     return f"<strong>{html.escape(str(row['claim']))}</strong><br><small>{small}</small>"
 
 
+#: The chapter whose claims repeat other chapters' claims with intervals across training seeds.
+SEEDS_CHAPTER = "05_seeds"
+
+
+def _split(claims: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The claims as their chapters test them, and the seed-aware versions (by claim text)."""
+    seeded = claims["chapter"] == SEEDS_CHAPTER
+    return claims[~seeded].reset_index(drop=True), claims[seeded].set_index("claim")
+
+
+def _seed_cell(row: pd.Series, seeds: pd.DataFrame) -> str:
+    if row["claim"] not in seeds.index:
+        return "<small>not recomputed on retrained models</small>"
+    s = seeds.loc[row["claim"]]
+    return (f"[{s['lo']:.3g}, {s['hi']:.3g}]<br>{verdict_badge(s['holds'])}<br>"
+            f"<small>{html.escape(str(s['detail']))}</small>")  # fmt: skip
+
+
 def scorecard_table(claims: pd.DataFrame):
-    """One row per claim, four columns that fit the text column: the claim (with its chapter,
-    unit and rule), the paper's value, this build's value [95% CI] and a verdict badge; a pandas
-    ``Styler`` without an index (renders as HTML)."""
+    """One row per claim, five columns that fit the text column: the claim (with its chapter,
+    unit and rule), the paper's value, this build's value [95% CI], its verdict badge, and the
+    interval and verdict across training seeds where the Seeds chapter recomputed the claim on
+    retrained models; a pandas ``Styler`` without an index (renders as HTML)."""
+    main, seeds = _split(claims)
     table = pd.DataFrame(
         {
-            "claim": claims.apply(_claim_cell, axis=1),
-            "paper": claims["paper"].map(lambda v: html.escape(str(v))),
-            "this build [95% CI]": claims.apply(
+            "claim": main.apply(_claim_cell, axis=1),
+            "paper": main["paper"].map(lambda v: html.escape(str(v))),
+            "this build [95% CI]": main.apply(
                 lambda r: f"{r['value']:.3g}<br><small>[{r['lo']:.3g}, {r['hi']:.3g}]</small>",
                 axis=1,
             ),
-            "verdict": claims["holds"].map(verdict_badge),
+            "verdict": main["holds"].map(verdict_badge),
+            "across seeds [95% CI]": main.apply(_seed_cell, axis=1, seeds=seeds),
         }
     )
     return table.style.hide(axis="index").set_table_styles(
@@ -67,13 +88,17 @@ def scorecard_table(claims: pd.DataFrame):
 
 
 def tally(claims: pd.DataFrame) -> dict[str, int]:
-    """Counts of claims that hold, do not hold and were not tested, and the number tested."""
-    holds = claims["holds"]
-    tested = holds.notna()
-    return {
-        "holds": int((holds[tested] == True).sum()),  # noqa: E712
-        "fails": int((holds[tested] == False).sum()),  # noqa: E712
-        "untested": int((~tested).sum()),
-        "tested": int(tested.sum()),
-        "chapters": int(claims["chapter"].nunique()),
-    }
+    """Counts of claims that hold, do not hold and were not tested, and the number tested (as
+    their chapters test them); ``seed_*``: the same for the claims recomputed across seeds."""
+    main, seeds = _split(claims)
+    out = {"chapters": int(main["chapter"].nunique())}
+    for prefix, rows in (("", main), ("seed_", seeds)):
+        holds = rows["holds"]
+        tested = holds.notna()
+        out |= {
+            f"{prefix}holds": int((holds[tested] == True).sum()),  # noqa: E712
+            f"{prefix}fails": int((holds[tested] == False).sum()),  # noqa: E712
+            f"{prefix}untested": int((~tested).sum()),
+            f"{prefix}tested": int(tested.sum()),
+        }
+    return out

@@ -13,7 +13,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from pidlib.config.checks import check_profile_paths
-from pidlib.config.views import LastPositionSpec, RobustnessSpec
+from pidlib.config.views import LastPositionSpec, RobustnessSpec, SeedsSpec
 from pidlib.config.yamlfile import read_yaml
 from pidlib.core.paths import REPO_ROOT
 from pidlib.data.tasks import validate_tasks
@@ -30,6 +30,7 @@ __all__ = [
     "ParallelSpec",
     "RobustnessSpec",
     "LastPositionSpec",
+    "SeedsSpec",
     "PROFILE_DIR",
     "available_profiles",
     "load_profile",
@@ -165,6 +166,7 @@ class Profile:
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     robustness: RobustnessSpec = field(default_factory=RobustnessSpec)
     last_position: LastPositionSpec = field(default_factory=LastPositionSpec)
+    seeds: SeedsSpec = field(default_factory=SeedsSpec)
     floor_bits: float = 0.05  # information floor: shares and claims need I(V,L;Y) lo above it
     coverage_reps: int = 50  # replicates per system in the Methods chapter's coverage table
 
@@ -194,7 +196,7 @@ class Profile:
         if self.coverage_reps < 2:
             raise ValueError(f"coverage_reps: must be >= 2, got {self.coverage_reps}")
         parts = (self.dataset, self.pid, self.knockout, self.parallel, self.robustness,
-                 self.last_position)  # fmt: skip
+                 self.last_position, self.seeds)  # fmt: skip
         for part in parts:
             part.validate()
         return self

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pidlib.data.tasks import validate_tasks
 from pidlib.extract.targets import TARGETS
 
-__all__ = ["RobustnessSpec", "LastPositionSpec", "strided_layers"]
+__all__ = ["RobustnessSpec", "LastPositionSpec", "SeedsSpec", "strided_layers"]
 
 
 def strided_layers(n_layers: int, stride: int) -> tuple[int, ...]:
@@ -66,3 +67,53 @@ class LastPositionSpec:
             raise ValueError("last_position.layer_stride: must be >= 1")
         if not 0.0 < self.formed_at <= 1.0:
             raise ValueError(f"last_position.formed_at: {self.formed_at} is outside (0, 1]")
+
+
+@dataclass(frozen=True)
+class SeedsSpec:
+    """Retrained models: replicate sets whose spread widens the claims' intervals, and a QA
+    stage trained at planted language priors.
+
+    ``sets``: model lists, each in the order of the profile's ``models`` (e.g. per-model seed k
+    of each family on another decoder), named ``labels`` (default ``R1``, ``R2``, ...); their
+    layer-wise PID runs on ``tasks`` (empty: the tasks where the profile's models pass the
+    information floor). ``prior_models[i]`` was trained with its QA scenes at language prior
+    ``priors[i]`` and is measured on test questions at that prior, on ``prior_tasks``. Empty
+    lists: no retrains (e.g. the real models).
+    """
+
+    sets: tuple[tuple[str, ...], ...] = ()
+    labels: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    priors: tuple[float, ...] = ()
+    prior_models: tuple[str, ...] = ()
+    prior_tasks: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if self.labels and len(self.labels) != len(self.sets):
+            raise ValueError(f"seeds.labels: {len(self.labels)} labels for {len(self.sets)} sets")
+        if len({len(s) for s in self.sets}) > 1 or any(not s for s in self.sets):
+            got = [list(s) for s in self.sets]
+            raise ValueError(f"seeds.sets: every set lists the same number of models (one per "
+                             f"profile model, same order); got {got}")  # fmt: skip
+        if len(self.priors) != len(self.prior_models):
+            raise ValueError(f"seeds.priors ({len(self.priors)}) and seeds.prior_models "
+                             f"({len(self.prior_models)}) must pair up")  # fmt: skip
+        if any(not 0.0 <= p <= 1.0 for p in self.priors):
+            raise ValueError(f"seeds.priors: {list(self.priors)} must lie in [0, 1]")
+        for name in ("tasks", "prior_tasks"):
+            if getattr(self, name):
+                object.__setattr__(self, name, validate_tasks(getattr(self, name)))
+
+    def matching(self, models: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        """The sets, checked against the profile's ``models`` (one model each, same order)."""
+        bad = [list(s) for s in self.sets if len(s) != len(models)]
+        if bad:
+            raise ValueError(f"seeds.sets: each set lists one model per profile model "
+                             f"({list(models)}), in the same order; got {bad}. Give sets that "
+                             "match the models, or seeds.sets: [] for none")  # fmt: skip
+        return self.sets
+
+    def set_labels(self) -> tuple[str, ...]:
+        """The sets' names: ``labels``, or ``R1``, ``R2``, ..."""
+        return self.labels or tuple(f"R{k + 1}" for k in range(len(self.sets)))

@@ -12,6 +12,7 @@ from pidlib.stats import wilson_interval
 __all__ = [
     "CONDITIONS", "read_cards", "embedded_cards", "accuracy_table", "stages_table",
     "pilot_markdown", "training_tables", "card_summary", "training_facts", "grounding_facts",
+    "retrain_table",
 ]  # fmt: skip
 
 #: Image conditions of the held-out evaluation: the question's own image, a blank image, and
@@ -179,3 +180,27 @@ def grounding_facts(cards: dict[str, dict]) -> dict:
             "tasks": len(tasks),
         }
     return out
+
+
+def retrain_table(cards: dict[str, dict]):
+    """One row per model: its decoder, QA prior, the minutes and threads of its own stages (the
+    decoder's are shared), and its held-out accuracy: the mean over tasks and the weakest task
+    with its own image, and the mean with a blank and with a mismatched image. (Each model's
+    README has the full table per task and condition.)"""
+    import pandas as pd
+
+    rows = []
+    for name, card in cards.items():
+        facts = training_facts({name: card})["models"][name]
+        acc = card["evaluation"]["accuracy"]
+        weakest = min(acc["image"], key=acc["image"].get)
+        mean = {c: sum(v.values()) / len(v) for c, v in acc.items()}
+        rows.append({
+            "model": name, "decoder": card.get("decoder", "A"),
+            "QA prior": card["recipe"].get("qa_prior", 0.0),
+            "own min": round(facts["own_minutes"], 1), "threads": facts["threads"],
+            "image": round(mean["image"], 3),
+            "weakest task": f"{weakest} {acc['image'][weakest]:.2f}",
+            "blank": round(mean["blank"], 3), "mismatched": round(mean["mismatched"], 3),
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("model")

@@ -16,6 +16,7 @@ __all__ = [
     "PROMPT_STYLES",
     "check_family",
     "ModelSpec",
+    "EMBEDDED_RETRAINS",
     "KNOWN_MODELS",
     "models_dir",
     "resolve_model",
@@ -57,6 +58,21 @@ class ModelSpec:
     source: str
     local: bool
     description: str
+
+
+#: Retrains of the embedded recipe (``pidlib.training.recipe.RECIPES``), committed beside the
+#: two models above: three per-model seeds of each family on a second decoder ("B"), and
+#: ``tiny-llava-1.5-b1``'s QA stage at planted language priors 0.5 and 0.9.
+EMBEDDED_RETRAINS: tuple[str, ...] = (
+    *(f"tiny-llava-{v}-b{k}" for v in ("1.5", "1.6") for k in (1, 2, 3)),
+    "tiny-llava-1.5-b1-p0.5",
+    "tiny-llava-1.5-b1-p0.9",
+)
+
+
+def _retrain_spec(name: str) -> ModelSpec:
+    family = "llava_next" if name.startswith("tiny-llava-1.6") else "llava"
+    return ModelSpec(name, family, name, True, f"retrain of the embedded recipe ({name})")
 
 
 KNOWN_MODELS: dict[str, ModelSpec] = {
@@ -118,6 +134,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             False,
             "LLaVA-1.6-13B (Vicuna-13B, anyres image grid)",
         ),
+        *(_retrain_spec(name) for name in EMBEDDED_RETRAINS),
     )
 }
 

@@ -9,9 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pidlib.data.minigqa.scenes import MiniGQAConfig
 from pidlib.training.stages import StageSpec
 
-__all__ = ["Recipe", "RECIPES"]
-
-_FAMILY = {"tiny-llava-1.5": "llava", "tiny-llava-1.6": "llava_next"}
+__all__ = ["Recipe", "RECIPES", "DECODER_SEEDS", "decoder_of"]
 
 
 #: What the decoder's focus phases share (each replaces steps, focus and mixing).
@@ -93,6 +91,10 @@ class Recipe:
         focus_mode="per_task",
     )
     vision_lr_mult: float = 0.0
+    #: The language prior (Mini-GQA ``prior``) of the QA stage's scenes: the probability that an
+    #: object takes its shape's typical colour, learned into the weights (the decoder stages and
+    #: the alignment stay at the ``data`` prior).
+    qa_prior: float = 0.0
 
     def __post_init__(self) -> None:
         if self.family not in ("llava", "llava_next"):
@@ -105,6 +107,10 @@ class Recipe:
             raise ValueError("Recipe.data: needs the grid layout with image side == image_size")
         if self.vision_lr_mult < 0:
             raise ValueError(f"Recipe.vision_lr_mult: expected >= 0, got {self.vision_lr_mult}")
+        if not 0.0 <= self.qa_prior <= 1.0:
+            raise ValueError(
+                f"Recipe.qa_prior: expected a probability in [0, 1], got {self.qa_prior}"
+            )
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict."""
@@ -135,3 +141,30 @@ RECIPES: dict[str, Recipe] = {
     "tiny-llava-1.5": Recipe("tiny-llava-1.5", "llava", seed=15),
     "tiny-llava-1.6": Recipe("tiny-llava-1.6", "llava_next", seed=16, vision_lr_mult=0.1),
 }
+#: The committed pair's decoder is decoder A (``lm_seed`` 0). Decoder B reseeds every decoder
+#: stage (initialisation and data); on it, each family has three per-model seeds (``-b1`` ..
+#: ``-b3``: initialisation, alignment and QA data), and ``tiny-llava-1.5-b1`` also has its QA
+#: stage at planted language priors (``-p0.5``, ``-p0.9``: same seeds, only the prior differs).
+DECODER_SEEDS: dict[str, int] = {"A": 0, "B": 100}
+
+
+def _retrains(committed: dict[str, Recipe]) -> dict[str, Recipe]:
+    out = {}
+    for base in committed.values():
+        for k in (1, 2, 3):
+            name = f"{base.name}-b{k}"
+            out[name] = replace(base, name=name, lm_seed=DECODER_SEEDS["B"],
+                                seed=base.seed * 100 + 10 * k)  # fmt: skip
+    for p in (0.5, 0.9):
+        name = f"tiny-llava-1.5-b1-p{p}"
+        out[name] = replace(out["tiny-llava-1.5-b1"], name=name, qa_prior=p)
+    return out
+
+
+RECIPES.update(_retrains(RECIPES))
+
+
+def decoder_of(recipe: Recipe) -> str:
+    """The decoder label (``"A"``, ``"B"``) of a recipe's ``lm_seed``."""
+    labels = {v: k for k, v in DECODER_SEEDS.items()}
+    return labels.get(recipe.lm_seed, f"lm_seed {recipe.lm_seed}")

@@ -17,6 +17,7 @@ from pidlib.models.cards import accuracy_table, stages_table, training_tables
 from pidlib.models.checksums import file_checksums
 from pidlib.models.families import check_family
 from pidlib.models.loaded import LoadedModel
+from pidlib.training.recipe import decoder_of
 
 __all__ = [
     "save_embedded",
@@ -53,7 +54,7 @@ def model_readme(card: dict) -> str:
         "- Data: Mini-GQA " + json.dumps(r["data"], sort_keys=True),
         f"- Seeds: {json.dumps(card.get('seeds', {}), sort_keys=True)}",
         f"- Training: {card['train_minutes']} wall minutes on {card['torch_threads']} CPU "
-        "thread(s), stages below; the decoder stages are shared with the other embedded model.",
+        f"thread(s), stages below{_minutes(card)}",
         "- Retrain: `python -m pidlib.training --model " + card["name"] + "`; evaluate: "
         "`python -m pidlib.training --evaluate " + card["name"] + "`.",
         "",
@@ -61,6 +62,7 @@ def model_readme(card: dict) -> str:
         "",
         accuracy_table(one),
         "",
+        *_at_prior(card),
         "## Stages",
         "",
         stages_table(one),
@@ -70,16 +72,38 @@ def model_readme(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _at_prior(card: dict) -> list[str]:
+    """The accuracy section on test questions at the QA stage's planted prior, if any."""
+    ev = card.get("evaluation_at_prior")
+    if not ev:
+        return []
+    one = {card["name"]: {**card, "evaluation": ev}}
+    return [f"## Held-out accuracy at the training prior p = {ev['prior']}", "",
+            accuracy_table(one), ""]  # fmt: skip
+
+
+def _minutes(card: dict) -> str:
+    """The decoder / per-model split of a card's training minutes (older cards lack it)."""
+    m = card.get("minutes")
+    if not m:
+        return "; the decoder stages are shared with the other embedded model."
+    return (f": decoder {card.get('decoder', '?')} {m['decoder']} min (shared by every model "
+            f"on that decoder), per-model stages {m['per_model']} min.")  # fmt: skip
+
+
 def pilot_log() -> str | None:
     """The pilot log kept while the recipe was developed (``data/models/PILOTS.md``), if present."""
     path = REPO_ROOT / "data" / "models" / "PILOTS.md"
     return path.read_text() if path.is_file() else None
 
 
-def model_card(recipe, logs, ev, n_img: int, pilots: str | None) -> dict:
+def model_card(recipe, logs, ev, n_img: int, pilots: str | None, at_prior=None) -> dict:
     """The ``model_card.json`` content of a trained model (a
     :class:`~pidlib.training.recipe.Recipe`, its :class:`~pidlib.training.stages.StageLog` list,
-    its :class:`~pidlib.training.evaluate.Evaluation`)."""
+    its :class:`~pidlib.training.evaluate.Evaluation` and, for a QA stage at a planted prior,
+    ``at_prior``: the evaluation on test questions at that prior)."""
+    decoder = sum(g.seconds for g in logs if g.name.startswith("lm"))
+    per_model = sum(g.seconds for g in logs if not g.name.startswith("lm"))
     card = {
         "description": (
             f"Tiny {recipe.family} model trained from scratch on Mini-GQA (3x3 grid, 48 px) "
@@ -99,9 +123,14 @@ def model_card(recipe, logs, ev, n_img: int, pilots: str | None) -> dict:
         "image_tokens": n_img,
         "stages": [asdict(g) for g in logs],
         "train_minutes": round(sum(g.seconds for g in logs) / 60, 2),
+        "decoder": decoder_of(recipe),
+        # the decoder stages are shared by every model on one decoder and trained once
+        "minutes": {"decoder": round(decoder / 60, 2), "per_model": round(per_model / 60, 2)},
         "evaluation": ev.to_dict(),
         "torch_threads": torch.get_num_threads(),
     }
+    if at_prior is not None:
+        card["evaluation_at_prior"] = {"prior": recipe.qa_prior, **at_prior.to_dict()}
     if pilots:
         card["pilots_markdown"] = pilots
     return card

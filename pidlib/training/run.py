@@ -81,8 +81,15 @@ def _n_image_tokens(model, processor, recipe: Recipe) -> int:
     return int(feats[0].shape[0])
 
 
-def _pool(recipe: Recipe, seed: int, spec: StageSpec, image_processor=None, chunk: int = 1024):
-    data = recipe.data
+def _pool(
+    recipe: Recipe,
+    seed: int,
+    spec: StageSpec,
+    image_processor=None,
+    chunk: int = 1024,
+    prior: float | None = None,
+):
+    data = recipe.data if prior is None else replace(recipe.data, prior=prior)
     if spec.objects is not None:
         data = replace(data, min_objects=spec.objects[0], max_objects=spec.objects[1])
     return ScenePool(
@@ -192,9 +199,11 @@ def train_model(recipe: Recipe, decoder_state: dict, *, progress: bool = True):
             progress=progress,
         )
     )
-    # Stage 3: QA fine-tuning on images (decoder, projector, newline; vision at a lower rate).
+    # Stage 3: QA fine-tuning on images (decoder, projector, newline; vision at a lower rate),
+    # on scenes at the recipe's QA prior.
     spec = recipe.qa
-    pool = _pool(recipe, recipe.seed + 1, spec, proc.image_processor, chunk=512)
+    pool = _pool(recipe, recipe.seed + 1, spec, proc.image_processor, chunk=512,
+                 prior=recipe.qa_prior)  # fmt: skip
     vision_ids = {id(p) for p in vision.parameters()}
     rest = [p for p in model.parameters() if id(p) not in vision_ids]
     groups = [{"params": rest, "lr": spec.lr}]
@@ -234,10 +243,14 @@ def run(
         loaded = LoadedModel.from_parts(model, proc, name=name)
         ev = evaluate(loaded, n_per_task=eval_n)
         print(f"{name}\n{format_table(ev)}", flush=True)
+        at_prior = None
+        if recipe.qa_prior:
+            at_prior = evaluate(loaded, n_per_task=eval_n,
+                                config=replace(recipe.data, prior=recipe.qa_prior))  # fmt: skip
+            print(f"at prior {recipe.qa_prior}\n{format_table(at_prior)}", flush=True)
         n_img = _n_image_tokens(model, proc, recipe)
-        path = save_embedded(
-            loaded, out_dir / name, model_card(recipe, [*lm_logs, *logs], ev, n_img, pilot_log())
-        )
+        card = model_card(recipe, [*lm_logs, *logs], ev, n_img, pilot_log(), at_prior=at_prior)
+        path = save_embedded(loaded, out_dir / name, card)
         card = json.loads((path / "model_card.json").read_text())
         (path / "README.md").write_text(model_readme(card))
 
@@ -245,7 +258,11 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``--model NAME|all`` trains; ``--evaluate NAME`` prints the accuracy table."""
     p = argparse.ArgumentParser(prog="python -m pidlib.training", description=__doc__)
-    p.add_argument("--model", choices=[*RECIPES, "all"], help="train this model (or both)")
+    p.add_argument(
+        "--model",
+        choices=[*RECIPES, "committed", "all"],
+        help="train this model, the two committed models, or every recipe (both decoders)",
+    )
     p.add_argument("--evaluate", metavar="NAME", help="evaluate a saved model")
     p.add_argument("--out", type=Path, default=None, help="models directory (default: data/models)")
     p.add_argument(
@@ -265,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     out = a.out or models_dir()
     if a.model:
-        names = list(RECIPES) if a.model == "all" else [a.model]
+        groups = {"all": list(RECIPES), "committed": ["tiny-llava-1.5", "tiny-llava-1.6"]}
+        names = groups.get(a.model, [a.model])
         t0 = time.time()
         run(
             names,

@@ -1,0 +1,195 @@
+"""Training-seed variation: widened intervals (measured coverage), baselines, prior contrasts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from pidlib.analysis.claims import Claim, fingerprint_claims, rule_holds
+from pidlib.analysis.layerwise import COLUMNS
+from pidlib.analysis.seeds import (
+    correlation_baselines,
+    replicate_pairs,
+    seed_claims,
+    widen,
+    with_seed_spread,
+)
+from pidlib.analysis.summaries import prior_contrast
+
+
+def test_widen_matches_a_hand_computation():
+    lo, hi, df = widen(0.6, 0.5, 0.7, [0.55, 0.65, 0.6])
+    se_b, s_r = 0.2 / (2 * stats.norm.ppf(0.975)), 0.05
+    se = math.sqrt(se_b**2 + s_r**2)
+    assert df == pytest.approx(2 * (se / s_r) ** 4)
+    half = stats.t.ppf(0.975, df) * se
+    assert (lo, hi) == pytest.approx((0.6 - half, 0.6 + half))
+    # a point claim is widened by the replicates alone; one replicate or a NaN bound: no interval
+    lo, hi, df = widen(0.01, 0.01, 0.01, [0.0, 0.02])
+    assert df == pytest.approx(1) and hi == pytest.approx(
+        0.01 + stats.t.ppf(0.975, 1) * 0.01414, 1e-3
+    )
+    assert all(math.isnan(x) for x in widen(0.6, 0.5, 0.7, [0.5, math.nan]))
+    assert all(math.isnan(x) for x in widen(0.6, math.nan, 0.7, [0.5, 0.6]))
+
+
+def test_widened_intervals_cover_the_recipe_mean_where_question_intervals_do_not():
+    """Simulated retrains: a build value = mu + seed effect + question noise, with a correct
+    question-only interval, and three replicate sets drawn the same way. The question-only
+    interval misses mu about half the time when seeds vary as much as questions do; the
+    widened interval covers it at >= 95% (measured over 4,000 builds)."""
+    rng = np.random.default_rng(0)
+    mu, s_seed, s_q, z = 0.3, 0.05, 0.05, stats.norm.ppf(0.975)
+    hits_q = hits_w = 0
+    n = 4000
+    for _ in range(n):
+        value = mu + rng.normal(0, s_seed) + rng.normal(0, s_q)
+        reps = mu + rng.normal(0, s_seed, 3) + rng.normal(0, s_q, 3)
+        lo, hi = value - z * s_q, value + z * s_q
+        hits_q += lo <= mu <= hi
+        w_lo, w_hi, _ = widen(value, lo, hi, reps)
+        hits_w += w_lo <= mu <= w_hi
+    assert hits_q / n < 0.9
+    assert hits_w / n >= 0.95
+
+
+def test_claims_are_widened_and_re_decided_by_their_own_rule():
+    c = Claim(
+        "U_L carries most", "≈ 82%", 0.62, 0.55, 0.69, holds=True, unit="share", rule="lo >= 0.5"
+    )
+    assert rule_holds(c.rule, c.value, c.lo, c.hi) is True
+    sets = {
+        "B1": [Claim("U_L carries most", "", 0.40, 0, 0, None, "", rule="lo >= 0.5")],
+        "B2": [Claim("U_L carries most", "", 0.70, 0, 0, None, "", rule="lo >= 0.5")],
+        "B3": [Claim("U_L carries most", "", 0.55, 0, 0, None, "", rule="lo >= 0.5")],
+    }
+    table = with_seed_spread([c, Claim("no rule", "", 1, 0, 2, True, "")], sets)
+    assert list(table["claim"]) == ["U_L carries most"]  # a claim without a rule is left out
+    row = table.iloc[0]
+    assert (row["lo"], row["hi"], row["df"]) == pytest.approx(
+        widen(0.62, 0.55, 0.69, [0.40, 0.70, 0.55])
+    )
+    assert row["lo"] < 0.5 and not row["holds"] and row["build_holds"]
+    assert row["gap"] == pytest.approx(0.62 - np.mean([0.40, 0.70, 0.55]))
+    (widened,) = seed_claims(table, [c], ["B1", "B2", "B3"])
+    assert widened.holds is False and widened.lo == row["lo"] and "B1 0.4" in widened.detail
+    with pytest.raises(ValueError, match="rule"):
+        rule_holds("lo => 0.5", 1, 0, 2)
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    """``rows`` completed into a layer-wise PID table (unused columns filled)."""
+    fill = {
+        "model": "m",
+        "task": "ChooseAttr",
+        "n_layers": 8,
+        "lo": np.nan,
+        "hi": np.nan,
+        "n": 100,
+        "dims_1": 1,
+        "dims_2": 1,
+        "dims_y": 1,
+        "seed": 0,
+        "no_interval": False,
+    }
+    df = pd.DataFrame([{**fill, **r} for r in rows])
+    df["depth"] = df["layer"] / df["n_layers"]
+    return df[[*COLUMNS, *[c for c in df.columns if c not in COLUMNS]]]
+
+
+def _trajectories(models: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A layer-wise MMI table whose four atoms follow each model's given curve (bits)."""
+    rows = []
+    for model, curve in models.items():
+        for k, atom in enumerate(["redundancy", "unique_1", "unique_2", "synergy", "total"]):
+            for layer, v in enumerate(curve * (k + 1)):
+                rows.append(
+                    {
+                        "model": model,
+                        "task": "ChooseAttr",
+                        "layer": layer,
+                        "n_layers": 8,
+                        "depth": layer / 8,
+                        "measure": "mmi",
+                        "atom": atom,
+                        "value": v,
+                    }
+                )
+    return _table(rows)
+
+
+def test_correlation_baselines_pair_the_sets_as_documented():
+    sets = {"A": ["a15", "a16"], "B1": ["b15", "b16"], "B2": ["c15", "c16"]}
+    pairs = replicate_pairs(sets)
+    assert pairs["cross-model"] == [("a15", "a16"), ("b15", "b16"), ("c15", "c16")]
+    assert pairs["same model, other seed"] == [("b15", "c15"), ("b16", "c16")]
+    assert pairs["same model, other decoder"] == [
+        ("a15", "b15"),
+        ("a15", "c15"),
+        ("a16", "b16"),
+        ("a16", "c16"),
+    ]
+    x = np.linspace(0, 1, 9)
+    curves = {"a15": x, "a16": x**2, "b15": 2 * x + 1, "b16": x[::-1], "c15": x, "c16": x}
+    base = correlation_baselines(_trajectories(curves), pairs).set_index(["model_a", "model_b"])
+    assert base.loc[("a15", "b15"), "r"] == pytest.approx(1.0)  # a linear map keeps r = 1
+    assert base.loc[("b16", "c16"), "r"] == pytest.approx(-1.0)
+    assert base.loc[("a15", "a16"), "r"] == pytest.approx(np.corrcoef(x, x**2)[0, 1])
+
+
+def _prior_table(values: dict[tuple[float, str], tuple[float, float, float]]) -> pd.DataFrame:
+    rows = []
+    for (prior, task), (red, half, total_lo) in values.items():
+        rows += [
+            {
+                "prior": prior,
+                "task": task,
+                "layer": 8,
+                "measure": "mmi",
+                "atom": "redundancy",
+                "value": red,
+                "lo": red - half,
+                "hi": red + half,
+            },
+            {
+                "prior": prior,
+                "task": task,
+                "layer": 8,
+                "measure": "mmi",
+                "atom": "total",
+                "value": total_lo + 0.1,
+                "lo": total_lo,
+                "hi": total_lo + 0.2,
+            },
+        ]
+    return _table(rows)
+
+
+def test_prior_contrast_and_claim_against_a_hand_computation():
+    """Differences of independent estimates add half-widths in quadrature; a task below the
+    floor at both priors is left out of the claim; the claim's se pools the tasks'."""
+    table = _prior_table(
+        {
+            (0.0, "ChooseAttr"): (0.10, 0.03, 0.2),
+            (0.9, "ChooseAttr"): (0.30, 0.04, 0.5),
+            (0.0, "ChooseCat"): (0.05, 0.03, 0.1),
+            (0.9, "ChooseCat"): (0.15, 0.03, 0.3),
+            (0.0, "LogicalObj"): (0.00, 0.01, 0.01),
+            (0.9, "LogicalObj"): (0.9, 0.01, 0.02),
+        }
+    )
+    c = prior_contrast(table, floor=0.05).set_index("task")
+    assert c.loc["ChooseAttr", "difference"] == pytest.approx(0.20)
+    assert c.loc["ChooseAttr", "hi"] - c.loc["ChooseAttr", "difference"] == pytest.approx(0.05)
+    assert c.loc["ChooseAttr", "mde"] == pytest.approx(2.80 * 0.05 / 1.959964)
+    assert list(c["measurable"]) == [True, True, False]
+    spread = pd.Series([0.2, 0.1], index=["redundancy", "synergy"])
+    claims, found = fingerprint_claims(spread, None, c.reset_index())
+    se = math.hypot(0.05, math.hypot(0.03, 0.03)) / 1.959964 / 2
+    assert found["difference"] == pytest.approx(0.15) and found["se"] == pytest.approx(se)
+    assert claims[1].holds is True and claims[1].n_tested == 2 and claims[1].n_pairs == 3
+    assert claims[0].holds is None  # one model: "fingerprints differ" cannot be tested
