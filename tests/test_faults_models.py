@@ -12,13 +12,13 @@ from conftest import make_tiny_model
 from safetensors.torch import load_file, save_file
 
 from pidlib.models.checksums import file_checksums, write_checksums
-from pidlib.models.families import models_dir
+from pidlib.models.families import EMBEDDED_RETRAINS, models_dir
 from pidlib.models.load import load_model
 from pidlib.training.report import save_embedded
 
 pytestmark = pytest.mark.faults
 
-EMBEDDED = ("tiny-llava-1.5", "tiny-llava-1.6")
+EMBEDDED = ("tiny-llava-1.5", "tiny-llava-1.6", *EMBEDDED_RETRAINS)
 
 
 @pytest.fixture
@@ -41,6 +41,22 @@ def test_committed_cards_hold_the_files_checksums(name):
     card = json.loads((models_dir() / name / "model_card.json").read_text())
     assert card["sha256"] == file_checksums(models_dir() / name)
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(card["sha256"])
+
+
+@pytest.mark.parametrize("name", EMBEDDED_RETRAINS)
+def test_retrains_answer_from_the_image(name):
+    """Every committed retrain answers from the image (>= .9 on every task with its own image)
+    and not without it (blank and mismatched images within .15 of chance on average), and its
+    card says which decoder and prior it was trained with."""
+    card = json.loads((models_dir() / name / "model_card.json").read_text())
+    ev = card["evaluation"]
+    assert min(ev["accuracy"]["image"].values()) >= 0.9
+    chance = sum(ev["chance"].values()) / len(ev["chance"])
+    for cond in ("blank", "mismatched"):
+        acc = ev["accuracy"][cond]
+        assert abs(sum(acc.values()) / len(acc) - chance) < 0.15, cond
+    assert card["decoder"] == "B" and card["minutes"]["per_model"] > 0
+    assert ("evaluation_at_prior" in card) == (card["recipe"]["qa_prior"] > 0)
 
 
 def test_save_embedded_records_every_files_checksum(tiny_llava, tmp_path):
