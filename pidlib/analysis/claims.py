@@ -187,7 +187,7 @@ def fingerprint_claims(
     above 0. Returns the claims and ``found``: the difference, its ``se``, ``mde`` (the
     smallest mean difference detectable at 80% power) and the tasks used.
     """
-    used = contrast[contrast["measurable"]]
+    used = contrast[contrast["measurable"].astype(bool)]  # (an empty frame's column is object)
     n = len(used)
     diff = float(used["difference"].mean()) if n else float("nan")
     se = float(np.sqrt((used["se"] ** 2).sum()) / n) if n else float("nan")
