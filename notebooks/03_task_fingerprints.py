@@ -34,7 +34,6 @@ tasks = None  # a list of task names, or None for the profile value
 samples_per_task = None  # an integer, or None for the profile value
 
 # %%
-import pandas as pd
 from IPython.display import Markdown
 
 from pidlib.analysis.claims import fingerprint_claims, record
@@ -44,12 +43,11 @@ from pidlib.analysis.summaries import (
     above_floor,
     fingerprint_spread,
     fingerprint_table,
-    prior_contrast,
     shares,
 )
 from pidlib.book import charts
 from pidlib.book.inputs import load_features
-from pidlib.book.priors import learned_prior_pid
+from pidlib.book.priors import learned_prior_contrast
 from pidlib.config.profiles import load_profile
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
@@ -133,14 +131,7 @@ cross.pivot_table(index=["task", "layer"], columns="atom",
 
 # %%
 n_layers = int(pid["n_layers"].max())
-probe_layers = sorted({n_layers // 2, n_layers})
-if cfg.seeds.prior_models:
-    learned = learned_prior_pid(cfg, probe_layers)
-    contrast = prior_contrast(learned, cfg.floor_bits)
-else:  # no prior-trained models in this profile: an empty figure and table
-    learned = pd.DataFrame(columns=["prior", "task", "layer", "atom", "value", "lo", "hi"])
-    contrast = pd.DataFrame(columns=["task", "layer", "difference", "lo", "hi", "se", "mde",
-                                     "measurable"])  # fmt: skip
+learned, contrast = learned_prior_contrast(cfg, n_layers)  # empty without prior-trained models
 red = learned[learned["atom"] == "redundancy"]
 charts.figure(
     charts.line_band(
@@ -221,10 +212,12 @@ Markdown(
   task whose cells fall below it has no fingerprint in this build, not an empty one.
 - Each task's fingerprint comes from one trained model per architecture and
   {cfg.samples_per_task} questions per task; the spread across tasks is compared with the
-  spread across the two models, not with the spread across retrainings of one model.
+  spread across the two models, a point comparison without an interval over questions. The
+  Seeds chapter recomputes it on retrained models and gives it an interval across seeds.
 - The learned-prior experiment has one model per prior strength ({len(cfg.seeds.priors)}
   strengths, one seed each), so a difference between them mixes the prior with seed-to-seed
-  variation; the Seeds chapter measures how large that variation is.
+  variation; the Seeds chapter widens its interval by the seed spread of the weakest-prior
+  model's retrains.
 """
 )
 

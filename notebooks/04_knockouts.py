@@ -243,7 +243,7 @@ knockout_flow_summary(both).round(3)
 # ### Which tasks are hit hardest, and does redundancy protect them?
 
 # %%
-per_task = knockout_per_task(both, clean)
+per_task = knockout_per_task(both, clean, floor=cfg.floor_bits)
 order = ["flow", "transforms", "ΔU_V (late layers)"]
 per_task.sort_values(order, ascending=[True, True, False]).set_index(
     ["flow", "transforms", "model", "task"]
@@ -267,6 +267,9 @@ lines = [
     f"Image↛Question is **{acc_drop[0]:.1f}%** on average over (model, task) "
     f"(95% CI [{acc_drop[1]:.1f}, {acc_drop[2]:.1f}])."
 ]
+per_task_iq = per_task[(per_task["flow"] == "image->question")
+                       & (per_task["transforms"] == "refit")]  # fmt: skip
+tested = int(per_task_iq["measurable"].sum())
 for variant, (d_uv, d_s, d_tot, rho) in found["variants"].items():
     r, p, used, pairs = rho
     relation = (
@@ -278,9 +281,10 @@ for variant, (d_uv, d_s, d_tot, rho) in found["variants"].items():
     lines.append(
         f"- All-layer Image→Question knockout, PCA and flows **{variant}**: late-layer $U_V$ "
         f"changes by {charts.bits_interval(d_uv)}, synergy by {charts.bits_interval(d_s)} and "
-        f"$I(V,L;Y)$ by {charts.bits_interval(d_tot)} (means "
-        "over layers, models and tasks). The Spearman correlation across tasks between clean "
-        f"redundancy and the late-layer $\\Delta U_V$ {relation}."
+        f"$I(V,L;Y)$ by {charts.bits_interval(d_tot)} (means over layers and the {tested} "
+        f"(model, task) pairs whose clean $I(V,L;Y)$ passes the {cfg.floor_bits:g}-bit floor "
+        f"at some layer, of {len(per_task_iq)}). The Spearman correlation across tasks "
+        f"between clean redundancy and the late-layer $\\Delta U_V$ {relation}."
     )
 smallest = min(cfg.knockout.windows)
 for flow, g in where[where["window"] == smallest].groupby("flow", sort=False):
@@ -334,6 +338,8 @@ Markdown(
   (model, task) pairs, so it can detect only a strong relation.
 - The paired intervals cover the sampling of the questions and the fits (folds, flow seeds),
   not a retrained model: a model trained again can move the differences more than they show.
+  The Seeds chapter recomputes the Image→Question claims on retrained models and widens
+  their intervals by the spread.
 - A knockout acts on the forward pass over the prompt; the greedy continuation of the answer
   runs without it, on the KV cache that the knocked-out prompt made.
 """

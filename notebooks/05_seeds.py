@@ -21,25 +21,29 @@
 #
 # **Method in brief.** The recipe was retrained: a second decoder (B, every decoder stage
 # reseeded) and, on it, three seeds of each model's own stages (vision alignment and QA). Each
-# retrained set goes through the transduction chapter's pipeline (same questions, layers and PID
-# settings) on the tasks whose information passes the floor, and each claim is recomputed on it.
-# A claim's interval is then widened by the spread of the retrained sets (method below) and
-# its rule applied again. The cross-model correlation is set beside the correlation of one
-# model's seeds on one decoder and of one model on two decoders.
+# retrained set goes through the transduction and knockout chapters' pipelines (same questions,
+# layers and PID settings) on the tasks whose information passes the floor, and every claim of
+# the transduction, fingerprint and knockout chapters is recomputed on it. A claim's interval
+# is then widened by the spread of the retrained sets (method below) and its rule applied
+# again. The cross-model correlation is set beside the correlation of one model's seeds on one
+# decoder and of one model on two decoders.
 
 # %% tags=["parameters"]
 profile = "cpu"
 samples_per_task = None  # an integer, or None for the profile value
 
 # %%
+from dataclasses import replace
+
 import pandas as pd
 from IPython.display import Markdown
 
-from pidlib.analysis.claims import record, verdict_text
+from pidlib.analysis.claims import prior_claim, record, verdict_text
 from pidlib.analysis.layerwise import layerwise_pid
 from pidlib.analysis.seeds import (
     baseline_summary,
     correlation_baselines,
+    difference_seed_spread,
     replicate_pairs,
     seed_claims,
     set_claims,
@@ -47,7 +51,13 @@ from pidlib.analysis.seeds import (
     with_seed_spread,
 )
 from pidlib.book.inputs import load_features
-from pidlib.book.priors import measurable_tasks, replicate_tables
+from pidlib.book.knockouts import image_question_claims
+from pidlib.book.priors import (
+    learned_prior_contrast,
+    measurable_tasks,
+    prior_side,
+    replicate_tables,
+)
 from pidlib.config.profiles import load_profile
 from pidlib.models.cards import embedded_cards, retrain_table
 
@@ -81,22 +91,36 @@ retrain_table(cards) if cards else "no embedded models in this profile"
 # %% [markdown]
 # ### Each claim on each retrained set
 #
-# The build's models are recomputed on the same tasks as the retrained sets, so that every
-# column below is the same statistic. The interval *across seeds* widens the build's interval
-# by the spread of the retrained sets: with the build's standard error
+# The transduction and fingerprint claims of the build's models are recomputed on the same
+# tasks as the retrained sets, so that every column below is the same statistic; the knockout
+# claims are the knockout chapter's (every task, tested on the pairs above the floor), and the
+# retrained sets' knockouts run on the tasks above. The interval *across seeds* widens the
+# build's interval by the spread of the retrained sets: with the build's standard error
 # $se_b$ (its half-width over 1.96) and the sets' standard deviation $s_r$ ($k - 1$ degrees of
 # freedom for $k$ sets), it is the build's value $\pm t_{df} \sqrt{se_b^2 + s_r^2}$ with
 # Welch–Satterthwaite degrees of freedom. Each set's value also carries its own question noise,
 # so the widening is conservative. The verdict applies the claim's own rule to the wider
-# interval.
+# interval. The learned-prior contrast compares two models trained from the same seeds, and
+# only the weakest-prior side was retrained on every set: its seed spread, times $\sqrt 2$,
+# stands for the spread of the difference.
 
 # %%
 if sets and tasks:
-    build_claims = set_claims(pid[pid["task"].isin(tasks)], list(cfg.models), cfg.floor_bits)
-    per_set = {label: set_claims(reps[label], list(models), cfg.floor_bits)
+    mmi = pid[pid["measure"] == "mmi"]
+    build_claims = [*set_claims(mmi[mmi["task"].isin(tasks)], list(cfg.models), cfg.floor_bits),
+                    *image_question_claims(cfg, pid)]  # fmt: skip
+    per_set = {label: [*set_claims(reps[label], list(models), cfg.floor_bits),
+                       *image_question_claims(replace(cfg, models=tuple(models), tasks=tasks),
+                                              reps[label], intervals=False)]
                for label, models in sets.items()}  # fmt: skip
-    spread = with_seed_spread(build_claims, per_set)
-    widened = seed_claims(spread, build_claims, list(sets))
+    n_layers = int(pid["n_layers"].max())
+    contrast = learned_prior_contrast(cfg, n_layers)[1]
+    prior, found = prior_claim(contrast[contrast["layer"] == n_layers])
+    side = prior_side(cfg, reps, found["tasks"], n_layers)
+    spread = pd.concat([with_seed_spread(build_claims, per_set),
+                        difference_seed_spread(prior, side, "redundancy at p = 0 (bits)")],
+                       ignore_index=True)  # fmt: skip
+    widened = seed_claims(spread, [*build_claims, prior], list(sets))
     shown = spread_view(spread, list(sets))
 else:
     build_claims, widened, shown = [], [], "no retrained sets, or no task above the floor"
@@ -145,10 +169,11 @@ if len(shown) and not isinstance(shown, str):
         + "."
     ]  # fmt: skip
     for r in spread.itertuples():
+        sets_said = (f"{r.how}" if r.how else f"retrained sets {r.replicates_mean:.3g} on "
+                     f"average (build minus that: {r.gap:+.3g})")  # fmt: skip
         lines.append(
-            f"- {r.claim}: build {r.value:.3g} [{r.build_lo:.3g}, {r.build_hi:.3g}], retrained "
-            f"sets {r.replicates_mean:.3g} on average (build minus that: {r.gap:+.3g}); across "
-            f"seeds [{r.lo:.3g}, {r.hi:.3g}]."
+            f"- {r.claim}: build {r.value:.3g} [{r.build_lo:.3g}, {r.build_hi:.3g}], "
+            f"{sets_said}; across seeds [{r.lo:.3g}, {r.hi:.3g}]."
         )
     kinds = summary.set_index("kind")
     lines.append(
@@ -174,9 +199,12 @@ Markdown(
 - Decoder-level variation is shown (the build's decoder against decoder B's sets: the gap
   column) but not pooled into the interval: two decoders give it one degree of freedom.
 - The retrained sets are measured on the build's test questions, at the tasks whose
-  information passes the floor for the build's models; the task-fingerprint and knockout
-  claims are not recomputed on them (the knockout forwards and PID jobs of six more models
-  would cost several times this chapter), so their intervals still cover one model per family.
+  information passes the floor for the build's models; their knockout PID jobs skip the
+  half-subsamples (only their values enter the spread), and their knockouts are measured under
+  Image→Question only.
+- The learned-prior contrast was trained at each prior from one set of seeds; its seed spread
+  is that of the weakest-prior model's family across the sets, times √2, which assumes
+  the two sides of the difference vary alike and independently across seeds.
 - Each claim is widened on its own, with no correction for the number of claims.
 """
 )

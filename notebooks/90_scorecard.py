@@ -55,9 +55,10 @@ Markdown(
     f"(profile {cfg.name}); {count['fails']} do not, and {count['untested']} could not be "
     f"tested. They come from {count['chapters']} chapters. Across training seeds, "
     + (f"{count['seed_holds']} of {count['seed_tested']} recomputed claims hold and "
-       f"{count['seed_fails']} do not ({count['seed_untested']} not tested); the other claims "
-       "were not recomputed on retrained models, so their intervals cover one trained model "
-       "per family."
+       f"{count['seed_fails']} do not ({count['seed_untested']} not tested); "
+       + (f"the other {count['seed_missing']} claim(s) were not recomputed on retrained "
+          "models, so their intervals cover one trained model per family."
+          if count["seed_missing"] else "every claim was recomputed on the retrained models.")
        if count["seed_tested"] + count["seed_untested"]
        else "nothing was recomputed: this profile has no retrained models.")
 )  # fmt: skip

@@ -11,6 +11,7 @@ import torch
 from conftest import make_tiny_model
 from safetensors.torch import load_file, save_file
 
+from pidlib.models.cards import stage_minutes
 from pidlib.models.checksums import file_checksums, write_checksums
 from pidlib.models.families import EMBEDDED_RETRAINS, models_dir
 from pidlib.models.load import load_model
@@ -56,6 +57,8 @@ def test_retrains_answer_from_the_image(name):
         acc = ev["accuracy"][cond]
         assert abs(sum(acc.values()) / len(acc) - chance) < 0.15, cond
     assert card["decoder"] == "B" and card["minutes"]["per_model"] > 0
+    minutes = stage_minutes(card["stages"])  # the split the training page reads
+    assert {k: round(v, 2) for k, v in minutes.items()} == card["minutes"]
     assert ("evaluation_at_prior" in card) == (card["recipe"]["qa_prior"] > 0)
 
 

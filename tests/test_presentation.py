@@ -160,7 +160,8 @@ def test_verdicts_are_text_badges_not_emoji():
     assert "c &lt;d&gt;" in html
     assert not any(ord(ch) > 0x2FFF for ch in html)  # no emoji (or other pictographs)
     counts = {"holds": 1, "fails": 1, "untested": 1, "tested": 2, "chapters": 2}
-    none = {"seed_holds": 0, "seed_fails": 0, "seed_untested": 0, "seed_tested": 0}
+    none = {"seed_holds": 0, "seed_fails": 0, "seed_untested": 0, "seed_tested": 0,
+            "seed_missing": 3}  # fmt: skip
     assert tally(claims) == counts | none
     assert "pidbook-verdict-holds" in verdict_badge(True)
     # the Seeds chapter's version of claim "a" joins its row; the others say they were not
@@ -172,7 +173,7 @@ def test_verdicts_are_text_badges_not_emoji():
     assert html.count("<tr") == 4  # header + three claims
     assert "[0.1, 0.9]" in html and "widened" in html
     assert html.count("not recomputed on retrained models") == 2
-    assert tally(seeded) == counts | none | {"seed_fails": 1, "seed_tested": 1}
+    assert tally(seeded) == counts | none | {"seed_fails": 1, "seed_tested": 1, "seed_missing": 2}
 
 
 def test_banded_lines_keep_a_legend(tmp_path, monkeypatch):

@@ -13,9 +13,11 @@ from pidlib.analysis.claims import Claim, fingerprint_claims, rule_holds
 from pidlib.analysis.layerwise import COLUMNS
 from pidlib.analysis.seeds import (
     correlation_baselines,
+    difference_seed_spread,
     replicate_pairs,
     seed_claims,
     widen,
+    widen_by,
     with_seed_spread,
 )
 from pidlib.analysis.summaries import prior_contrast
@@ -193,3 +195,72 @@ def test_prior_contrast_and_claim_against_a_hand_computation():
     assert found["difference"] == pytest.approx(0.15) and found["se"] == pytest.approx(se)
     assert claims[1].holds is True and claims[1].n_tested == 2 and claims[1].n_pairs == 3
     assert claims[0].holds is None  # one model: "fingerprints differ" cannot be tested
+
+
+def test_a_difference_with_one_retrained_side_is_widened_by_root_two_of_its_spread():
+    """The learned-prior contrast: only the weakest-prior model was retrained on every set, so
+    the difference's seed SD is sqrt(2) times that side's (hand computation); with one set
+    there is no spread and no interval."""
+    c = Claim("Redundancy tracks a learned semantic prior", "", 0.07, 0.02, 0.12, True, "bits",
+              rule="lo > 0")  # fmt: skip
+    side = {"B1": 0.30, "B2": 0.34, "B3": 0.26}
+    table = difference_seed_spread(c, side, "R at p = 0")
+    s_r = math.sqrt(2) * float(np.std(list(side.values()), ddof=1))
+    expect = widen_by(0.07, 0.02, 0.12, s_r, 2)
+    row = table.iloc[0]
+    assert (row["lo"], row["hi"], row["df"]) == pytest.approx(expect)
+    se = math.hypot(0.1 / (2 * stats.norm.ppf(0.975)), s_r)
+    assert row["hi"] - 0.07 == pytest.approx(stats.t.ppf(0.975, 2 * (se / s_r) ** 4) * se)
+    assert not row["holds"] and row["build_holds"]  # 0.057 bits of seed SD
+    assert np.isnan(row["set B1"]) and "sqrt(2)" in row["how"] and "B2 0.34" in row["how"]
+    (widened,) = seed_claims(table, [c], list(side))
+    assert widened.detail == row["how"] and widened.lo == row["lo"]
+    one = difference_seed_spread(c, {"B1": 0.3}, "R").iloc[0]
+    assert np.isnan(one["lo"]) and one["holds"] is None
+    # the same core as the replicate widening
+    assert widen(0.6, 0.5, 0.7, [0.55, 0.65, 0.6]) == pytest.approx(
+        widen_by(0.6, 0.5, 0.7, 0.05, 2)
+    )
+
+
+def test_set_claims_include_the_fingerprint_spread_by_hand():
+    """Two models with the same fingerprints on two tasks with mirrored ones: the shares differ
+    across tasks by |s_A - s_B| / sqrt(2) per atom (0.3, 0.1, 0.1, 0.3) and not across models,
+    so the spread claim's excess is 0.2 / sqrt(2) and it holds."""
+    from pidlib.analysis.seeds import set_claims
+
+    fingerprint = {"A": [0.1, 0.2, 0.3, 0.4], "B": [0.4, 0.3, 0.2, 0.1]}
+    rows = []
+    for model in ("a", "b"):
+        for task, sh in fingerprint.items():
+            for layer in range(9):
+                total = 1.0 + layer
+                for atom, s in zip(["redundancy", "unique_1", "unique_2", "synergy", "total"],
+                                   [*sh, 1.0], strict=True):  # fmt: skip
+                    rows.append({"model": model, "task": task, "layer": layer, "measure": "mmi",
+                                 "atom": atom, "value": s * total})  # fmt: skip
+    claims = {c.claim: c for c in set_claims(_table(rows), ["a", "b"], floor=0.05)}
+    spread = claims["Fingerprints differ by task"]
+    assert spread.value == pytest.approx(0.2 / math.sqrt(2)) and spread.holds is True
+    assert "Layer-wise trajectories agree across the two models" in claims
+    one = {c.claim: c for c in set_claims(_table(rows), ["a"], floor=0.05)}
+    assert one["Fingerprints differ by task"].holds is None  # one model: nothing to compare
+
+
+def test_prior_side_reads_the_weakest_prior_family_of_every_set():
+    from pidlib.book.priors import prior_side
+    from pidlib.config.profiles import load_profile
+
+    cfg = load_profile("cpu")
+    reps = {}
+    for k, (label, models) in enumerate(
+        zip(cfg.seeds.set_labels(), cfg.seeds.matching(cfg.models), strict=True)
+    ):
+        rows = [{"model": m, "task": t, "layer": 8, "measure": "mmi", "atom": "redundancy",
+                 "value": 0.1 * (k + 1) + 0.01 * j + (0.5 if t == "ChooseRel" else 0)}
+                for j, m in enumerate(models) for t in ("CompareAttr", "ChooseRel")]  # fmt: skip
+        reps[label] = _table(rows)
+    side = prior_side(cfg, reps, ["CompareAttr"], 8)
+    # tiny-llava-1.5-b1 (p = 0) is the first model of set B1, so the 1.5 family of each set
+    assert side == pytest.approx({"B1": 0.1, "B2": 0.2, "B3": 0.3})
+    assert prior_side(cfg, reps, [], 8) == {}

@@ -140,3 +140,54 @@ def test_the_redundancy_relation_uses_the_pairs_above_the_floor():
     per_task.loc[[0, 1], "clean R share"] = np.nan  # two pairs left: no correlation
     r, _, used, _ = knockout_claims(per_task, curves)[1]["variants"]["refit"][3]
     assert used == 2 and r != r
+
+
+def test_knockout_claims_are_tested_on_the_pairs_with_measurable_clean_information():
+    """A (model, task) pair whose clean I(V,L;Y) never passes the floor has nothing to trap:
+    ``knockout_per_task`` marks it, and the claims average and correlate the other pairs only,
+    saying how many."""
+    from pidlib.analysis.claims import knockout_claims, spearman_interval
+    from pidlib.analysis.summaries import knockout_per_task
+
+    tasks, totals = list("abcdef"), [0.5, 0.4, 0.3, 0.2, 0.01, 0.0]  # e, f below a 0.05 floor
+    clean, deltas = [], []
+    for t, total, r in zip(tasks, totals, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], strict=True):
+        for layer in range(3):
+            for atom, v in [("total", total), ("redundancy", r * total), ("unique_1", 0.0),
+                            ("unique_2", (1 - r) * total), ("synergy", 0.0)]:  # fmt: skip
+                clean.append({"model": "m", "task": t, "layer": layer, "measure": "mmi",
+                              "atom": atom, "value": v, "lo": v - 0.001})  # fmt: skip
+                d = {"unique_1": 1.0 - r, "synergy": 0.01, "total": 0.02}.get(atom, 0.0)
+                deltas.append({"model": "m", "task": t, "layer": layer, "depth": layer / 2,
+                               "measure": "mmi", "atom": atom, "delta": d,
+                               "transforms": "refit"})  # fmt: skip
+    per_task = knockout_per_task(pd.DataFrame(deltas), pd.DataFrame(clean), floor=0.05)
+    assert list(per_task["measurable"]) == [True] * 4 + [False] * 2
+    assert per_task["clean R share"].isna().tolist() == [False] * 4 + [True] * 2
+    claims, found = knockout_claims(per_task)
+    d_uv = found["variants"]["refit"][0]
+    assert d_uv[0] == pytest.approx(np.mean([0.9, 0.8, 0.7, 0.6]))  # the four measurable pairs
+    assert all((c.n_tested, c.n_pairs) == (4, 6) for c in claims)
+    relation = claims[-1]
+    r, lo, hi, _ = spearman_interval([0.1, 0.2, 0.3, 0.4], [0.9, 0.8, 0.7, 0.6])
+    assert relation.value == pytest.approx(-1.0) and (relation.lo, relation.hi) == (lo, hi)
+    assert relation.holds is True and relation.rule == "hi < 0"
+    assert np.isnan(found["acc_drop"][0])  # no sweep given
+
+
+def test_spearman_interval_is_fisher_z_with_the_spearman_variance():
+    from pidlib.analysis.claims import spearman_interval
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=30)
+    y = x + rng.normal(size=30)
+    r, lo, hi, p = spearman_interval(x, y)
+    from scipy import stats
+
+    rho, pv = stats.spearmanr(x, y)
+    half = stats.norm.ppf(0.975) * np.sqrt(1.06 / 27)
+    assert (r, p) == pytest.approx((rho, pv))
+    assert (lo, hi) == pytest.approx((np.tanh(np.arctanh(rho) - half),
+                                      np.tanh(np.arctanh(rho) + half)))  # fmt: skip
+    assert np.isnan(spearman_interval(x[:3], y[:3])[1])  # three pairs: a rho, no interval
+    assert all(np.isnan(spearman_interval(x[:2], y[:2])))

@@ -8,6 +8,7 @@ under ``build/<profile>/claims/<chapter>.json``; the scorecard only reads them b
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pidlib.stats import t_interval
 __all__ = [
     "Claim", "rule_holds", "record", "load_claims", "tested_on", "verdict_text", "claims_markdown",
     "mean_correlations", "transduction_claims", "fingerprint_claims", "knockout_claims",
+    "spearman_interval", "spread_claim", "prior_claim",
 ]  # fmt: skip
 
 
@@ -174,84 +176,119 @@ def transduction_claims(
     return out
 
 
-def fingerprint_claims(
-    task_spread: pd.Series, model_spread: pd.Series | None, contrast: pd.DataFrame
-) -> tuple[list[Claim], dict]:
-    """The task-fingerprint claims from :func:`~pidlib.analysis.summaries.fingerprint_spread`
-    and the learned-prior contrast (:func:`~pidlib.analysis.summaries.prior_contrast` at one
-    layer: redundancy of the model trained at the largest prior minus that of the model
-    trained at the smallest, per task).
+def spread_claim(task_spread: pd.Series, model_spread: pd.Series | None) -> Claim:
+    """The claim "Fingerprints differ by task" from
+    :func:`~pidlib.analysis.summaries.fingerprint_spread`: the mean spread of the atom shares
+    across tasks minus that across the models on the same task, a point estimate that holds if
+    positive; untestable with one model, or when no task has a share above the floor (NaN)."""
+    across_models = np.nan if model_spread is None else float(model_spread.mean())
+    excess = float(task_spread.mean() - across_models)
+    return _ruled("Fingerprints differ by task", "strongly task-dependent", excess, excess, excess,
+                  "lo > 0", unit="std of atom shares across tasks minus across models (fraction)",
+                  detail=f"means over atoms, layers and models: across tasks "
+                  f"{task_spread.mean():.3g}, across the models on the same task "
+                  f"{across_models:.3g}; holds if tasks differ more than the models do (a point "
+                  "estimate: no interval over questions)")  # fmt: skip
 
-    The prior claim is the mean difference over the tasks whose information passes the floor
-    (their errors independent: ``se`` in quadrature over tasks); it holds if its interval lies
-    above 0. Returns the claims and ``found``: the difference, its ``se``, ``mde`` (the
-    smallest mean difference detectable at 80% power) and the tasks used.
-    """
+
+def prior_claim(contrast: pd.DataFrame) -> tuple[Claim, dict]:
+    """The claim "Redundancy tracks a learned semantic prior" from the learned-prior contrast
+    (:func:`~pidlib.analysis.summaries.prior_contrast` at one layer: redundancy of the model
+    trained at the largest prior minus that of the model trained at the smallest, per task).
+
+    The mean difference over the tasks whose information passes the floor (their errors
+    independent: ``se`` in quadrature over tasks); it holds if its interval lies above 0.
+    Returns the claim and ``found``: the difference, its ``se``, ``mde`` (the smallest mean
+    difference detectable at 80% power), the interval and the tasks used."""
     used = contrast[contrast["measurable"].astype(bool)]  # (an empty frame's column is object)
     n = len(used)
     diff = float(used["difference"].mean()) if n else float("nan")
     se = float(np.sqrt((used["se"] ** 2).sum()) / n) if n else float("nan")
     found = {"difference": diff, "se": se, "mde": 2.80 * se, "tasks": list(used["task"]),
              "lo": diff - 1.959964 * se, "hi": diff + 1.959964 * se}  # fmt: skip
-    # untestable with one model, or when no task has a share above the floor (all NaN)
-    spreads = (task_spread.mean(), np.nan if model_spread is None else model_spread.mean())
-    claims = [
-        Claim("Fingerprints differ by task", "strongly task-dependent",
-              float(task_spread.mean()), float(task_spread.min()), float(task_spread.max()),
-              holds=bool(spreads[0] > spreads[1]) if np.isfinite(spreads).all() else None,
-              unit="mean std of atom shares across tasks (fraction)",
-              detail="holds if tasks differ more than the two models do on the same task"),
-        _ruled("Redundancy tracks a learned semantic prior", "redundancy governs", diff,
-               found["lo"], found["hi"], "lo > 0",
-               unit="Δ redundancy (bits), strongest minus weakest trained prior",
-               n_tested=n, n_pairs=len(contrast),
-               detail="models trained with the prior planted in their QA scenes, measured at "
-               "their own prior; mean over the tasks above the information floor; holds if the "
-               f"CI lies above 0; detectable at 80% power: {found['mde']:.3g} bits"),
-    ]  # fmt: skip
-    return claims, found
+    claim = _ruled("Redundancy tracks a learned semantic prior", "redundancy governs", diff,
+                   found["lo"], found["hi"], "lo > 0",
+                   unit="Δ redundancy (bits), strongest minus weakest trained prior",
+                   n_tested=n, n_pairs=len(contrast),
+                   detail="models trained with the prior planted in their QA scenes, measured "
+                   "at their own prior; mean over the tasks above the information floor; holds "
+                   f"if the CI lies above 0; detectable at 80% power: {found['mde']:.3g} "
+                   "bits")  # fmt: skip
+    return claim, found
 
 
-def knockout_claims(per_task: pd.DataFrame, curves: pd.DataFrame) -> tuple[list[Claim], dict]:
+def fingerprint_claims(
+    task_spread: pd.Series, model_spread: pd.Series | None, contrast: pd.DataFrame
+) -> tuple[list[Claim], dict]:
+    """The task-fingerprint claims: :func:`spread_claim` and :func:`prior_claim` (whose
+    ``found`` is returned beside them)."""
+    claim, found = prior_claim(contrast)
+    return [spread_claim(task_spread, model_spread), claim], found
+
+
+def spearman_interval(x: Sequence[float], y: Sequence[float], level: float = 0.95
+                      ) -> tuple[float, float, float, float]:  # fmt: skip
+    """``(rho, lo, hi, p)``: Spearman's rho with a Fisher-z interval (standard error
+    ``sqrt(1.06 / (n - 3))``, Fieller, Hartley and Pearson 1957); NaN with fewer than four
+    pairs (no interval) and the p-value NaN with fewer than three."""
+    n = len(x)
+    if n < 3:
+        return (math.nan,) * 4
+    r, p = stats.spearmanr(x, y)
+    r, p = float(r), float(p)
+    if n < 4 or not np.isfinite(r):
+        return r, math.nan, math.nan, p
+    z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+    half = stats.norm.ppf(0.5 + level / 2) * math.sqrt(1.06 / (n - 3))
+    return r, float(np.tanh(z - half)), float(np.tanh(z + half)), p
+
+
+def knockout_claims(
+    per_task: pd.DataFrame, curves: pd.DataFrame | None = None
+) -> tuple[list[Claim], dict]:
     """The knockout claims from :func:`~pidlib.analysis.summaries.knockout_per_task` (one row
-    per transforms variant, model and task) and the windowed sweep's ``curves``.
+    per transforms variant, model and task) and the windowed sweep's ``curves`` (optional).
 
-    Returns the claims and their statistics: ``acc_drop`` (t interval of the largest
-    Image->Question drop of the answer probability per (model, task), %) and ``variants``:
+    Every claim is tested on the (model, task) pairs whose clean information passes the floor
+    (``measurable``; all pairs when the table lacks the column) and says how many. Returns the
+    claims and their statistics: ``acc_drop`` (t interval of the largest Image->Question drop
+    of the answer probability per (model, task), %; NaN without ``curves``) and ``variants``:
     per transforms variant, the t intervals of Δ U_V (late), Δ S, Δ I and the Spearman rho
-    against clean redundancy as ``(rho, p, pairs used, pairs)``: over the (model, task) pairs
-    with a clean redundancy share (above the information floor), NaN with fewer than three.
+    against clean redundancy as ``(rho, p, pairs used, pairs)`` (NaN with fewer than three
+    pairs with a redundancy share); its claim holds if rho's Fisher-z interval lies below 0.
     """
-    ki = curves[curves["flow"] == "image->question"]
-    found: dict = {"acc_drop": t_interval(ki.groupby(["model", "task"])["rel_change"].min()),
-                   "variants": {}}  # fmt: skip
+    found: dict = {"acc_drop": (math.nan,) * 3, "variants": {}}
+    if curves is not None:
+        ki = curves[curves["flow"] == "image->question"]
+        found["acc_drop"] = t_interval(ki.groupby(["model", "task"])["rel_change"].min())
     claims = []
     for variant in [v for v in KNOCKOUT_TRANSFORMS if v in set(per_task["transforms"])]:
         rows = per_task[per_task["transforms"] == variant]
+        tested = rows[rows["measurable"].astype(bool)] if "measurable" in rows else rows
+        n_tested = {"n_tested": len(tested), "n_pairs": len(rows)}
         # pairs below the information floor have no redundancy share (NaN): leave them out
-        pairs = rows[["clean R share", "ΔU_V (late layers)"]].dropna()
-        r, p = (stats.spearmanr(pairs.iloc[:, 0], pairs.iloc[:, 1]) if len(pairs) >= 3
-                else (np.nan, np.nan))  # fmt: skip
-        rho = (float(r), float(p), len(pairs), len(rows))
+        pairs = tested[["clean R share", "ΔU_V (late layers)"]].dropna()
+        r, r_lo, r_hi, p = spearman_interval(pairs.iloc[:, 0], pairs.iloc[:, 1])
+        rho = (r, p, len(pairs), len(rows))
         cols = ("ΔU_V (late layers)", "ΔS (all layers)", "ΔI(V,L;Y) (all layers)")
-        d_uv, d_s, d_tot = (t_interval(rows[c]) for c in cols)
+        d_uv, d_s, d_tot = (t_interval(tested[c]) for c in cols)
         found["variants"][variant] = d_uv, d_s, d_tot, rho
         how = f" ({variant})" if variant != "refit" else ""
+        where = "mean over the (model, task) pairs above the information floor"
         claims += [
             _ruled(f"Image→Question knockout traps visual-unique information{how}",
                    "U_V rises in late layers", *d_uv, "lo > 0",
                    unit="Δ U_V, bits, mean over late layers",
-                   detail="mean over (model, task); holds if the CI lies above 0"),
+                   detail=f"{where}; holds if the CI lies above 0", **n_tested),
             _ruled(f"Knockout induces compensatory synergy{how}", "S rises", *d_s, "lo > 0",
-                   unit="Δ S, bits, mean over layers", detail="mean over (model, task)"),
+                   unit="Δ S, bits, mean over layers", detail=where, **n_tested),
             _ruled(f"Knockout raises the total information cost{how}",
                    "I(V,L;Y) rises (some totals fall)", *d_tot, "lo > 0",
-                   unit="Δ I(V,L;Y), bits, mean over layers", detail="mean over (model, task)"),
-            Claim(f"Knockout effect is weakest on high-redundancy tasks{how}",
-                  "strongest on vision-dependent tasks", float(rho[0]), float(rho[0]),
-                  float(rho[0]), holds=_holds(rho[0] < 0 and rho[1] < 0.05, rho[0], rho[1]),
-                  unit="Spearman rho(clean R share, Δ U_V)",
-                  detail=f"over (model, task); p = {rho[1]:.2g}", n_tested=rho[2],
-                  n_pairs=rho[3]),
+                   unit="Δ I(V,L;Y), bits, mean over layers", detail=where, **n_tested),
+            _ruled(f"Knockout effect is weakest on high-redundancy tasks{how}",
+                   "strongest on vision-dependent tasks", r, r_lo, r_hi, "hi < 0",
+                   unit="Spearman rho(clean R share, Δ U_V)",
+                   detail=f"over the pairs with a clean redundancy share; p = {p:.2g}; holds if "
+                   "the Fisher-z CI lies below 0", n_tested=len(pairs), n_pairs=len(rows)),
         ]  # fmt: skip
     return claims, found

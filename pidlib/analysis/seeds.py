@@ -23,52 +23,79 @@ from pidlib.analysis.claims import (
     Claim,
     mean_correlations,
     rule_holds,
+    spread_claim,
     transduction_claims,
     verdict_text,
 )
-from pidlib.analysis.summaries import last_layer_shares, peak_layers, trajectory_correlation
+from pidlib.analysis.summaries import (
+    fingerprint_spread,
+    last_layer_shares,
+    peak_layers,
+    shares,
+    trajectory_correlation,
+)
 
 __all__ = [
-    "set_claims", "widen", "with_seed_spread", "seed_claims", "spread_view", "replicate_pairs",
+    "set_claims", "widen_by", "widen", "with_seed_spread", "difference_seed_spread", "seed_claims",
+    "spread_view", "replicate_pairs",
     "correlation_baselines", "baseline_summary",
 ]  # fmt: skip
 
 
 def set_claims(pid: pd.DataFrame, models: Sequence[str], floor: float) -> list[Claim]:
-    """The transduction chapter's claims computed on one model set's layer-wise MMI table
-    (``models`` in the profile's order; the first two are correlated)."""
-    sub = pid[pid["model"].isin(models)]
+    """The transduction chapter's claims and the fingerprint chapter's spread claim computed on
+    one model set's layer-wise table (``models`` in the profile's order; the first two are
+    correlated; MMI rows are read)."""
+    sub = pid[pid["model"].isin(models) & (pid["measure"] == "mmi")]
     corr = (trajectory_correlation(sub, list(models[:2]), measure="mmi") if len(models) >= 2
             else None)  # fmt: skip
-    return transduction_claims(peak_layers(sub, "unique_1", "mmi", floor=floor),
-                               last_layer_shares(sub, "mmi", floor=floor), corr, floor)  # fmt: skip
+    return [*transduction_claims(peak_layers(sub, "unique_1", "mmi", floor=floor),
+                                 last_layer_shares(sub, "mmi", floor=floor), corr, floor),
+            spread_claim(*fingerprint_spread(shares(sub, floor=floor)))]  # fmt: skip
+
+
+def widen_by(
+    value: float, lo: float, hi: float, s_r: float, dof: float, level: float = 0.95
+) -> tuple[float, float, float]:
+    """``(lo, hi, df)``: the interval ``[lo, hi]`` of ``value`` widened by a seed-to-seed
+    standard deviation ``s_r`` estimated with ``dof`` degrees of freedom.
+
+    The build's half-width gives ``se_b = (hi - lo) / (2 z)``; ``se = sqrt(se_b^2 + s_r^2)``
+    with Welch-Satterthwaite degrees of freedom ``df = dof (se / s_r)^4`` and the interval
+    ``value ± t_df se``. A point claim (``lo == hi == value``) is widened by ``s_r`` alone. An
+    undefined value, bound or spread, or ``dof < 1``: NaN."""
+    if dof < 1 or not all(math.isfinite(x) for x in (value, lo, hi, s_r)):
+        return math.nan, math.nan, math.nan
+    if s_r == 0:
+        return lo, hi, math.inf
+    se = math.hypot((hi - lo) / (2 * stats.norm.ppf(0.5 + level / 2)), s_r)
+    df = dof * (se / s_r) ** 4
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return value - half, value + half, df
 
 
 def widen(
     value: float, lo: float, hi: float, replicates: Sequence[float], level: float = 0.95
 ) -> tuple[float, float, float]:
-    """``(lo, hi, df)``: the interval ``[lo, hi]`` of ``value`` widened by the spread of
-    ``replicates`` (the same statistic on retrained models).
-
-    The build's half-width gives ``se_b = (hi - lo) / (2 z)``; the replicates' standard
-    deviation ``s_r`` (``k - 1`` degrees of freedom) is the seed-to-seed variation of one
-    model set. ``se = sqrt(se_b^2 + s_r^2)`` with Welch-Satterthwaite degrees of freedom
-    ``df = (k - 1) (se / s_r)^4`` and the interval ``value ± t_df se``. A point claim
-    (``lo == hi == value``) is widened by the replicates alone. Conservative: each replicate also
-    carries its own question noise. Fewer than two finite replicates, or an undefined value or
-    bound: NaN (an interval across seeds needs two seeds).
-    """
+    """:func:`widen_by` with the standard deviation of ``replicates`` (the same statistic on
+    retrained models; ``k - 1`` degrees of freedom for ``k`` finite ones). Conservative: each
+    replicate also carries its own question noise. Fewer than two finite replicates: NaN (an
+    interval across seeds needs two seeds)."""
     reps = np.asarray([r for r in replicates if np.isfinite(r)], dtype=float)
-    if reps.size < 2 or not all(math.isfinite(x) for x in (value, lo, hi)):
+    if reps.size < 2:
         return math.nan, math.nan, math.nan
-    z = stats.norm.ppf(0.5 + level / 2)
-    se_b, s_r = (hi - lo) / (2 * z), float(reps.std(ddof=1))
-    if s_r == 0:
-        return lo, hi, math.inf
-    se = math.hypot(se_b, s_r)
-    df = (reps.size - 1) * (se / s_r) ** 4
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return value - half, value + half, df
+    return widen_by(value, lo, hi, float(reps.std(ddof=1)), reps.size - 1, level)
+
+
+def _row(c: Claim, values: Mapping[str, float], lo: float, hi: float, df: float,
+         how: str = "") -> dict:  # fmt: skip
+    finite = [v for v in values.values() if np.isfinite(v)]
+    mean = float(np.mean(finite)) if finite else math.nan
+    return {"claim": c.claim, "unit": c.unit, "rule": c.rule, "value": c.value,
+            "build_lo": c.lo, "build_hi": c.hi, "build_holds": c.holds,
+            **{f"set {k}": v for k, v in values.items()},
+            "replicates_mean": mean, "gap": c.value - mean, "lo": lo, "hi": hi, "df": df,
+            "holds": rule_holds(c.rule, c.value, lo, hi), "how": how}  # fmt: skip
 
 
 def with_seed_spread(
@@ -77,8 +104,9 @@ def with_seed_spread(
     """One row per claim with a rule: the build's value and interval, the replicate sets'
     values (``replicates``: set label -> that set's claims, matched by claim text), the widened
     interval (:func:`widen`) and the verdict of the same rule on it (``holds``; None where it
-    cannot be tested). Also the replicates' mean and the build minus that mean (``gap``: e.g.
-    the committed decoder against another decoder's seeds)."""
+    cannot be tested; a correlation's interval is clipped to [-1, 1]). Also the replicates'
+    mean and the build minus that mean (``gap``: e.g. the committed decoder against another
+    decoder's seeds)."""
     rows = []
     for c in claims:
         if not c.rule:
@@ -86,16 +114,33 @@ def with_seed_spread(
         values = {label: next((r.value for r in rs if r.claim == c.claim), math.nan)
                   for label, rs in replicates.items()}  # fmt: skip
         lo, hi, df = widen(c.value, c.lo, c.hi, list(values.values()), level)
-        finite = [v for v in values.values() if np.isfinite(v)]
-        mean = float(np.mean(finite)) if finite else math.nan
-        rows.append({
-            "claim": c.claim, "unit": c.unit, "rule": c.rule, "value": c.value,
-            "build_lo": c.lo, "build_hi": c.hi, "build_holds": c.holds,
-            **{f"set {k}": v for k, v in values.items()},
-            "replicates_mean": mean, "gap": c.value - mean, "lo": lo, "hi": hi, "df": df,
-            "holds": rule_holds(c.rule, c.value, lo, hi),
-        })  # fmt: skip
+        if c.unit.startswith(_CORRELATIONS):  # a correlation's interval stays within [-1, 1]
+            lo, hi = max(lo, -1.0), min(hi, 1.0)
+        rows.append(_row(c, values, lo, hi, df))
     return pd.DataFrame(rows)
+
+
+#: Units of the claims that are correlations (their widened intervals are clipped to [-1, 1]).
+_CORRELATIONS = ("Pearson r", "Spearman rho")
+
+
+def difference_seed_spread(
+    claim: Claim, side: Mapping[str, float], what: str, level: float = 0.95
+) -> pd.DataFrame:
+    """:func:`with_seed_spread`'s row for a claim that is a difference between two models
+    trained from the same seeds (the learned-prior contrast) when only one side was retrained
+    on every set: ``side`` maps set label -> that side's statistic (``what``) on the set. The
+    difference's seed standard deviation is taken as ``sqrt(2)`` times the side's, which assumes
+    the two sides vary alike across seeds and independently; shared seeds correlate them
+    positively, which makes the widening conservative."""
+    vals = np.asarray([v for v in side.values() if np.isfinite(v)], dtype=float)
+    s_r = math.sqrt(2) * float(vals.std(ddof=1)) if vals.size >= 2 else math.nan
+    lo, hi, df = widen_by(claim.value, claim.lo, claim.hi, s_r, vals.size - 1, level)
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in side.items())
+    how = (f"the build's interval [{claim.lo:.3g}, {claim.hi:.3g}] widened by sqrt(2) x the "
+           f"seed SD of {what} ({shown}; df {df:.1f}): only that side was retrained on every "
+           "set")  # fmt: skip
+    return pd.DataFrame([_row(claim, dict.fromkeys(side, math.nan), lo, hi, df, how)])
 
 
 def spread_view(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
@@ -109,7 +154,7 @@ def spread_view(table: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
     out["build [95% CI]"] = [cell(r.value, r.build_lo, r.build_hi) for r in table.itertuples()]
     out["build verdict"] = table["build_holds"].map(verdict_text)
     for k in labels:
-        out[k] = table[f"set {k}"].map(lambda v: f"{v:.3g}")
+        out[k] = table[f"set {k}"].map(lambda v: f"{v:.3g}" if np.isfinite(v) else "—")
     out["across seeds [95% CI]"] = [cell(r.value, r.lo, r.hi) for r in table.itertuples()]
     out["verdict across seeds"] = table["holds"].map(verdict_text)
     return out.set_index("claim")
@@ -125,8 +170,9 @@ def seed_claims(table: pd.DataFrame, claims: Sequence[Claim], labels: Sequence[s
             continue
         row = by_claim.loc[c.claim]
         shown = ", ".join(f"{k} {row[f'set {k}']:.3g}" for k in labels)
-        detail = (f"the build's interval [{c.lo:.3g}, {c.hi:.3g}] widened by the spread of "
-                  f"{len(labels)} retrained sets ({shown}; df {row['df']:.1f})")  # fmt: skip
+        detail = row.get("how") or (
+            f"the build's interval [{c.lo:.3g}, {c.hi:.3g}] widened by the spread of "
+            f"{len(labels)} retrained sets ({shown}; df {row['df']:.1f})")  # fmt: skip
         lo, hi = float(row["lo"]), float(row["hi"])
         out.append(replace(c, lo=lo, hi=hi, holds=rule_holds(c.rule, c.value, lo, hi),
                            detail=detail))  # fmt: skip

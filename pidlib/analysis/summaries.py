@@ -188,11 +188,13 @@ KNOCKOUT_TRANSFORMS: tuple[str, ...] = tuple(TRANSFORMS.values())
 
 
 def knockout_per_task(
-    deltas: pd.DataFrame, clean: pd.DataFrame, late: float = 2 / 3
+    deltas: pd.DataFrame, clean: pd.DataFrame, late: float = 2 / 3, floor: float = 0.0
 ) -> pd.DataFrame:
     """Per (transforms, model, task) (and ``flow`` when the table has it): mean Δ U_V over late
-    layers (depth >= ``late``), mean Δ S and Δ I(V,L;Y) over all layers (MMI), and the clean
-    run's mean redundancy share."""
+    layers (depth >= ``late``), mean Δ S and Δ I(V,L;Y) over all layers (MMI), the clean
+    run's mean redundancy share over the layers above the information ``floor`` (bits), and
+    ``measurable``: whether the clean I(V,L;Y) passes the floor at some layer (a pair without
+    measurable information has nothing a knockout could trap or move)."""
     mmi = deltas[deltas["measure"] == "mmi"]
     keys = [*(["flow"] if "flow" in deltas else []), "transforms", "model", "task"]
 
@@ -207,9 +209,11 @@ def knockout_per_task(
     if "accuracy_ko" in deltas:
         acc = deltas.groupby(keys)["accuracy_ko"].first()
         out["accuracy under knockout"] = acc.reindex(pd.MultiIndex.from_frame(out[keys])).to_numpy()
-    red = shares(clean[clean["measure"] == "mmi"])
-    red = red[red["atom"] == "redundancy"].groupby(["model", "task"])["share"].mean()
-    out["clean R share"] = red.reindex(pd.MultiIndex.from_frame(out[["model", "task"]])).to_numpy()
+    sh = shares(clean[clean["measure"] == "mmi"], floor=floor)
+    pairs = pd.MultiIndex.from_frame(out[["model", "task"]])
+    red = sh[sh["atom"] == "redundancy"].groupby(["model", "task"])
+    out["clean R share"] = red["share"].mean().reindex(pairs).to_numpy()
+    out["measurable"] = red["measurable"].any().reindex(pairs, fill_value=False).to_numpy()
     return out
 
 

@@ -9,7 +9,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from pidlib.analysis.claims import Claim, knockout_claims
 from pidlib.analysis.paired import layerwise_difference
+from pidlib.analysis.summaries import knockout_per_task
+from pidlib.book.inputs import load_features, load_samples
 from pidlib.config.profiles import Profile
 from pidlib.core.cache import cached_table
 from pidlib.core.stages import stage
@@ -21,7 +24,10 @@ from pidlib.models.fingerprint import source_fingerprint
 from pidlib.models.load import load_model
 from pidlib.models.loaded import LoadedModel
 
-__all__ = ["SWEEP_CODE", "ChapterModels", "correct_samples", "sweep_table", "knockout_pid"]
+__all__ = [
+    "SWEEP_CODE", "ChapterModels", "correct_samples", "sweep_table", "knockout_pid",
+    "image_question_claims",
+]  # fmt: skip
 
 #: Code whose source versions the cached sweep tables.
 SWEEP_CODE: tuple[str, ...] = (
@@ -142,3 +148,19 @@ def knockout_pid(
     keys = list(zip(table["model"], table["task"], strict=True))
     return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys],
                         max_dV=[dv[k] for k in keys], max_dL=[dl[k] for k in keys])  # fmt: skip
+
+
+def image_question_claims(
+    profile: Profile, clean_pid: pd.DataFrame, *, intervals: bool = True
+) -> list[Claim]:
+    """The knockout chapter's PID claims (Image->Question, both transforms variants) for
+    ``profile``'s models and tasks, on its questions; ``clean_pid``: their clean layer-wise MMI
+    table. Forwards and PID jobs are cached, so a profile the knockout chapter already ran is a
+    warm read. ``intervals=False`` skips the half-subsamples (their Gaussian PIDs dominate a
+    job): the values are the same, only for replicates whose spread is what is wanted."""
+    if not intervals:
+        profile = dataclasses.replace(profile, pid=dataclasses.replace(profile.pid, n_bootstrap=0))
+    samples = load_samples(profile)
+    clean = load_features(profile, samples=samples)
+    deltas = knockout_pid(profile, samples, clean, ChapterModels(profile), "image->question")
+    return knockout_claims(knockout_per_task(deltas, clean_pid, floor=profile.floor_bits))[0]

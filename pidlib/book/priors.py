@@ -3,17 +3,20 @@ planted language priors (Task fingerprints chapter)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pandas as pd
 
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.summaries import above_floor
+from pidlib.analysis.summaries import above_floor, prior_contrast
 from pidlib.book.inputs import load_features
 from pidlib.config.profiles import Profile
 
-__all__ = ["measurable_tasks", "replicate_tables", "learned_prior_pid"]
+__all__ = [
+    "measurable_tasks", "replicate_tables", "learned_prior_pid", "learned_prior_contrast",
+    "prior_side",
+]  # fmt: skip
 
 
 def measurable_tasks(pid: pd.DataFrame, floor: float, measure: str = "mmi") -> tuple[str, ...]:
@@ -50,3 +53,45 @@ def learned_prior_pid(profile: Profile, layers: Sequence[int]) -> pd.DataFrame:
                        dataset=replace(profile.dataset, prior=p))  # fmt: skip
         rows.append(_mmi(at_p, layers).assign(prior=p))
     return pd.concat(rows, ignore_index=True)
+
+
+#: The learned-prior tables of a profile without prior-trained models: empty, same columns.
+_NO_PRIORS = (
+    pd.DataFrame(columns=["prior", "task", "layer", "atom", "value", "lo", "hi"]),
+    pd.DataFrame(columns=["task", "layer", "difference", "lo", "hi", "se", "mde", "measurable"]),
+)
+
+
+def learned_prior_contrast(profile: Profile, n_layers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(learned, contrast)``: :func:`learned_prior_pid` at a middle and the last of
+    ``n_layers`` and its :func:`~pidlib.analysis.summaries.prior_contrast` (strongest minus
+    weakest prior, per task and layer, at the profile's floor); empty tables when the profile
+    names no prior-trained models."""
+    if not profile.seeds.prior_models:
+        return _NO_PRIORS
+    learned = learned_prior_pid(profile, sorted({n_layers // 2, n_layers}))
+    return learned, prior_contrast(learned, profile.floor_bits)
+
+
+def prior_side(
+    profile: Profile, replicates: Mapping[str, pd.DataFrame], tasks: Sequence[str], layer: int
+) -> dict[str, float]:
+    """Set label -> the mean redundancy (MMI, bits) at ``layer`` over ``tasks`` of the set's
+    model of the weakest-prior model's family (its position in the replicate sets), from the
+    replicate sets' tables (``replicates``): the retrained side of the learned-prior contrast.
+    Empty when that model is in no set."""
+    seeds = profile.seeds
+    if not seeds.prior_models or not tasks:
+        return {}
+    weakest = seeds.prior_models[min(range(len(seeds.priors)), key=seeds.priors.__getitem__)]
+    sets = dict(zip(seeds.set_labels(), seeds.matching(profile.models), strict=True))
+    where = [models.index(weakest) for models in sets.values() if weakest in models]
+    if not where:
+        return {}
+    out = {}
+    for label, models in sets.items():
+        t = replicates[label]
+        t = t[(t["measure"] == "mmi") & (t["atom"] == "redundancy") & (t["layer"] == layer)]
+        rows = t[(t["model"] == models[where[0]]) & t["task"].isin(tasks)]
+        out[label] = float(rows["value"].mean()) if len(rows) else float("nan")
+    return out

@@ -89,9 +89,11 @@ def scorecard_table(claims: pd.DataFrame):
 
 def tally(claims: pd.DataFrame) -> dict[str, int]:
     """Counts of claims that hold, do not hold and were not tested, and the number tested (as
-    their chapters test them); ``seed_*``: the same for the claims recomputed across seeds."""
+    their chapters test them); ``seed_*``: the same for the claims recomputed across seeds,
+    and ``seed_missing``: the claims not recomputed on retrained models."""
     main, seeds = _split(claims)
-    out = {"chapters": int(main["chapter"].nunique())}
+    out = {"chapters": int(main["chapter"].nunique()),
+           "seed_missing": int((~main["claim"].isin(seeds.index)).sum())}  # fmt: skip
     for prefix, rows in (("", main), ("seed_", seeds)):
         holds = rows["holds"]
         tested = holds.notna()

@@ -12,12 +12,20 @@ from pidlib.stats import wilson_interval
 __all__ = [
     "CONDITIONS", "read_cards", "embedded_cards", "accuracy_table", "stages_table",
     "pilot_markdown", "training_tables", "card_summary", "training_facts", "grounding_facts",
-    "retrain_table",
+    "retrain_table", "stage_minutes",
 ]  # fmt: skip
 
 #: Image conditions of the held-out evaluation: the question's own image, a blank image, and
 #: another scene's image (grounding controls).
 CONDITIONS: tuple[str, ...] = ("image", "blank", "mismatched")
+
+
+def stage_minutes(stages: Sequence[dict]) -> dict[str, float]:
+    """Minutes of a card's ``stages`` (dicts with ``name`` and ``seconds``): ``decoder`` (the
+    ``lm`` stages, shared by every model on one decoder) and ``per_model`` (the rest)."""
+    decoder = sum(s["seconds"] for s in stages if s["name"].startswith("lm"))
+    rest = sum(s["seconds"] for s in stages if not s["name"].startswith("lm"))
+    return {"decoder": decoder / 60, "per_model": rest / 60}
 
 
 def read_cards(names: Sequence[str], root: Path | None = None) -> dict[str, dict]:
@@ -134,13 +142,12 @@ def training_facts(cards: dict[str, dict]) -> dict:
     first model (``recipe``)."""
     per = {}
     for name, card in cards.items():
-        shared = [s for s in card["stages"] if s["name"].startswith("lm")]
-        own = [s for s in card["stages"] if not s["name"].startswith("lm")]
+        minutes = stage_minutes(card["stages"])
         per[name] = {
             "minutes": card["train_minutes"],
-            "decoder_minutes": sum(s["seconds"] for s in shared) / 60,
-            "own_minutes": sum(s["seconds"] for s in own) / 60,
-            "decoder_steps": sum(s["steps"] for s in shared),
+            "decoder_minutes": minutes["decoder"],
+            "own_minutes": minutes["per_model"],
+            "decoder_steps": sum(s["steps"] for s in card["stages"] if s["name"].startswith("lm")),
             "image_tokens": card["image_tokens"],
             "compare_attr": card["evaluation"]["accuracy"]["image"].get("CompareAttr"),
             "threads": card.get("torch_threads"),

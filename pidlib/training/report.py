@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from pidlib.core.paths import REPO_ROOT
-from pidlib.models.cards import accuracy_table, stages_table, training_tables
+from pidlib.models.cards import accuracy_table, stage_minutes, stages_table, training_tables
 from pidlib.models.checksums import file_checksums
 from pidlib.models.families import check_family
 from pidlib.models.loaded import LoadedModel
@@ -102,8 +102,7 @@ def model_card(recipe, logs, ev, n_img: int, pilots: str | None, at_prior=None) 
     :class:`~pidlib.training.recipe.Recipe`, its :class:`~pidlib.training.stages.StageLog` list,
     its :class:`~pidlib.training.evaluate.Evaluation` and, for a QA stage at a planted prior,
     ``at_prior``: the evaluation on test questions at that prior)."""
-    decoder = sum(g.seconds for g in logs if g.name.startswith("lm"))
-    per_model = sum(g.seconds for g in logs if not g.name.startswith("lm"))
+    minutes = stage_minutes([asdict(g) for g in logs])
     card = {
         "description": (
             f"Tiny {recipe.family} model trained from scratch on Mini-GQA (3x3 grid, 48 px) "
@@ -125,7 +124,7 @@ def model_card(recipe, logs, ev, n_img: int, pilots: str | None, at_prior=None) 
         "train_minutes": round(sum(g.seconds for g in logs) / 60, 2),
         "decoder": decoder_of(recipe),
         # the decoder stages are shared by every model on one decoder and trained once
-        "minutes": {"decoder": round(decoder / 60, 2), "per_model": round(per_model / 60, 2)},
+        "minutes": {k: round(v, 2) for k, v in minutes.items()},
         "evaluation": ev.to_dict(),
         "torch_threads": torch.get_num_threads(),
     }
