@@ -72,6 +72,7 @@ from pidlib.analysis.summaries import (
     floor_sentence,
     interval_note,
     last_layer_shares,
+    measurable_tasks,
     peak_layers,
     shares,
     trajectory_correlation,
@@ -187,7 +188,8 @@ last
 #
 # The Pearson correlation between the two models' trajectories of each atom is taken over
 # relative depth, per task. Models with different numbers of layers are aligned by
-# interpolation.
+# interpolation. The table shows every task; the claim averages only the tasks whose
+# information passes the floor for either model (elsewhere both trajectories are noise).
 
 # %%
 if len(cfg.models) >= 2:
@@ -320,7 +322,8 @@ charts.figure(
 Markdown(last_source_sentence(last_tab))
 
 # %%
-claims = transduction_claims(peaks, last, corr, cfg.floor_bits)
+claims = transduction_claims(peaks, last, corr, cfg.floor_bits,
+                             corr_tasks=measurable_tasks(pid, cfg.floor_bits))  # fmt: skip
 
 # %% [markdown]
 # ### Do the verdicts depend on the target?

@@ -50,14 +50,10 @@ from pidlib.analysis.seeds import (
     spread_view,
     with_seed_spread,
 )
+from pidlib.analysis.summaries import measurable_tasks
 from pidlib.book.inputs import load_features
 from pidlib.book.knockouts import image_question_claims
-from pidlib.book.priors import (
-    learned_prior_contrast,
-    measurable_tasks,
-    prior_side,
-    replicate_tables,
-)
+from pidlib.book.priors import learned_prior_contrast, prior_side, replicate_tables
 from pidlib.config.profiles import load_profile
 from pidlib.models.cards import embedded_cards, retrain_table
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -264,3 +265,43 @@ def test_prior_side_reads_the_weakest_prior_family_of_every_set():
     # tiny-llava-1.5-b1 (p = 0) is the first model of set B1, so the 1.5 family of each set
     assert side == pytest.approx({"B1": 0.1, "B2": 0.2, "B3": 0.3})
     assert prior_side(cfg, reps, [], 8) == {}
+
+
+def test_a_correlation_widened_across_seeds_stays_within_minus_one_and_one():
+    unit = "Spearman rho(clean R share, Δ U_V)"
+    c = Claim("weakest on high-redundancy tasks", "", 0.77, 0.1, 0.97, False, unit, rule="hi < 0")
+    sets = {k: [replace(c, value=v)] for k, v in {"B1": 0.2, "B2": 0.9, "B3": -0.3}.items()}
+    row = with_seed_spread([c], sets).iloc[0]
+    raw = widen(0.77, 0.1, 0.97, [0.2, 0.9, -0.3])
+    assert raw[1] > 1 and row["hi"] == 1.0 and row["lo"] == pytest.approx(max(raw[0], -1.0))
+    bits = replace(c, unit="bits")  # anything else is not clipped
+    assert with_seed_spread([bits], sets).iloc[0]["hi"] == pytest.approx(raw[1])
+
+
+def test_the_cross_model_correlation_averages_only_the_tasks_given():
+    """A task without measurable information has noise trajectories; its r must not enter the
+    claim when the chapter names the tasks above the floor."""
+    from pidlib.analysis.claims import transduction_claims
+
+    atoms = ["redundancy", "unique_1", "unique_2", "synergy"]
+    rows = [(t, a, r + 0.01 * k) for t, r in (("A", 0.9), ("B", -0.5))
+            for k, a in enumerate(atoms)]  # fmt: skip
+    corr = pd.DataFrame(rows, columns=["task", "atom", "r"])
+    peaks = pd.DataFrame({"depth": [0.2], "measurable": [True]})
+    last = pd.DataFrame({"unique_2": [0.8], "synergy": [0.01], "measurable": [True]})
+    every = transduction_claims(peaks, last, corr, 0.05)[-1]
+    only_a = transduction_claims(peaks, last, corr, 0.05, corr_tasks=["A"])[-1]
+    assert every.value == pytest.approx(corr["r"].mean()) and "2 of 2 tasks" in every.detail
+    assert only_a.value == pytest.approx(0.915) and "1 of 2 tasks" in only_a.detail
+
+
+def test_an_asymmetric_interval_is_widened_on_each_side_and_never_narrowed():
+    """A Fisher-z interval of rho = 0.71 is [-0.26, 0.97]: widening it symmetrically around
+    the value would raise its lower end; each side is widened on its own instead."""
+    lo, hi, df = widen_by(0.714, -0.263, 0.968, 0.1, 2)
+    z = stats.norm.ppf(0.975)
+    for half, got in ((0.714 + 0.263, 0.714 - lo), (0.968 - 0.714, hi - 0.714)):
+        se = math.hypot(half / z, 0.1)
+        assert got == pytest.approx(stats.t.ppf(0.975, 2 * (se / 0.1) ** 4) * se)
+        assert got > half
+    assert df == pytest.approx(2 * (math.hypot(0.254 / z, 0.1) / 0.1) ** 4)

@@ -140,13 +140,19 @@ def mean_correlations(corr: pd.DataFrame) -> pd.Series:
 
 
 def transduction_claims(
-    peaks: pd.DataFrame, last: pd.DataFrame, corr: pd.DataFrame | None, floor: float
+    peaks: pd.DataFrame,
+    last: pd.DataFrame,
+    corr: pd.DataFrame | None,
+    floor: float,
+    corr_tasks: Sequence[str] | None = None,
 ) -> list[Claim]:
     """The modal-transduction claims from :func:`~pidlib.analysis.summaries.peak_layers` (U_V),
     :func:`~pidlib.analysis.summaries.last_layer_shares` and, for two models,
     :func:`~pidlib.analysis.summaries.trajectory_correlation` (MMI). Each claim is tested only
     on the (model, task) pairs above the information ``floor`` (bits) and says how many; with
-    none it is not testable (``holds=None``)."""
+    none it is not testable (``holds=None``). The correlation is averaged over ``corr_tasks``
+    (:func:`~pidlib.analysis.summaries.measurable_tasks`: a task without measurable
+    information has trajectories of noise) or over every task of ``corr`` when None."""
     above_peak, above_last = peaks[peaks["measurable"]], last[last["measurable"]]
     n_pairs, where = len(peaks), f"(model, task) pairs with I above the {floor:g}-bit floor"
     depth = t_interval(above_peak["depth"])
@@ -168,11 +174,15 @@ def transduction_claims(
                n_tested=len(above_last), n_pairs=n_pairs),
     ]  # fmt: skip
     if corr is not None and len(corr):
-        r = t_interval(mean_correlations(corr))
+        n_tasks = corr["task"].nunique()
+        used = corr if corr_tasks is None else corr[corr["task"].isin(corr_tasks)]
+        r = t_interval(mean_correlations(used))
         out.append(_ruled("Layer-wise trajectories agree across the two models", "r > 0.96", *r,
                           "lo > 0.96", unit="Pearson r over depth",
-                          detail=f"mean over {corr['task'].nunique()} tasks and the four atoms "
-                          "(bits, every layer)"))  # fmt: skip
+                          detail=f"mean over the four atoms (bits, every layer) and "
+                          f"{used['task'].nunique()} of {n_tasks} tasks"
+                          + ("" if corr_tasks is None else " (those above the information "
+                             "floor for either model)")))  # fmt: skip
     return out
 
 

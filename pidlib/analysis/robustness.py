@@ -10,7 +10,12 @@ import pandas as pd
 
 from pidlib.analysis.claims import Claim, transduction_claims
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.summaries import last_layer_shares, peak_layers, trajectory_correlation
+from pidlib.analysis.summaries import (
+    last_layer_shares,
+    measurable_tasks,
+    peak_layers,
+    trajectory_correlation,
+)
 from pidlib.config.profiles import ParallelSpec, PIDSpec
 from pidlib.config.views import RobustnessSpec, strided_layers
 from pidlib.extract.features import Features
@@ -67,14 +72,16 @@ def pid_by_target(
 
 def target_claims(tables: Mapping[str, pd.DataFrame], floor: float) -> dict[str, list[Claim]]:
     """``{target: transduction claims}`` from :func:`pid_by_target`'s tables (MMI; the U_V peak,
-    last-layer shares and, with two models, the trajectory correlation, as in the chapter)."""
+    last-layer shares and, with two models, the trajectory correlation over the tasks above
+    the floor, as in the chapter)."""
     out = {}
     for target, pid in tables.items():
         peaks = peak_layers(pid, "unique_1", "mmi", floor=floor)
         last = last_layer_shares(pid, "mmi", floor=floor)
         models = list(dict.fromkeys(pid["model"]))
         corr = trajectory_correlation(pid, models[:2], measure="mmi") if len(models) >= 2 else None
-        out[target] = transduction_claims(peaks, last, corr, floor)
+        out[target] = transduction_claims(peaks, last, corr, floor,
+                                          corr_tasks=measurable_tasks(pid, floor))  # fmt: skip
     return out
 
 

@@ -45,7 +45,8 @@ __all__ = [
 def set_claims(pid: pd.DataFrame, models: Sequence[str], floor: float) -> list[Claim]:
     """The transduction chapter's claims and the fingerprint chapter's spread claim computed on
     one model set's layer-wise table (``models`` in the profile's order; the first two are
-    correlated; MMI rows are read)."""
+    correlated, over every task of the table: give every set the same tasks; MMI rows are
+    read)."""
     sub = pid[pid["model"].isin(models) & (pid["measure"] == "mmi")]
     corr = (trajectory_correlation(sub, list(models[:2]), measure="mmi") if len(models) >= 2
             else None)  # fmt: skip
@@ -60,18 +61,24 @@ def widen_by(
     """``(lo, hi, df)``: the interval ``[lo, hi]`` of ``value`` widened by a seed-to-seed
     standard deviation ``s_r`` estimated with ``dof`` degrees of freedom.
 
-    The build's half-width gives ``se_b = (hi - lo) / (2 z)``; ``se = sqrt(se_b^2 + s_r^2)``
-    with Welch-Satterthwaite degrees of freedom ``df = dof (se / s_r)^4`` and the interval
-    ``value ± t_df se``. A point claim (``lo == hi == value``) is widened by ``s_r`` alone. An
-    undefined value, bound or spread, or ``dof < 1``: NaN."""
+    Each side is widened on its own, so an asymmetric interval (a correlation's Fisher-z
+    interval) never gets narrower on either side: the side's half-width gives
+    ``se_b = half / z``; ``se = sqrt(se_b^2 + s_r^2)`` with Welch-Satterthwaite degrees of
+    freedom ``df = dof (se / s_r)^4``, and the side's new half-width is ``t_df se`` (for a
+    symmetric interval, ``value ± t_df se``). ``df`` returned: the smaller of the two sides'.
+    A point claim (``lo == hi == value``) is widened by ``s_r`` alone. An undefined value, bound
+    or spread, or ``dof < 1``: NaN."""
     if dof < 1 or not all(math.isfinite(x) for x in (value, lo, hi, s_r)):
         return math.nan, math.nan, math.nan
     if s_r == 0:
         return lo, hi, math.inf
-    se = math.hypot((hi - lo) / (2 * stats.norm.ppf(0.5 + level / 2)), s_r)
-    df = dof * (se / s_r) ** 4
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return value - half, value + half, df
+    z = stats.norm.ppf(0.5 + level / 2)
+    halves, dfs = [], []
+    for half_b in (max(value - lo, 0.0), max(hi - value, 0.0)):
+        se = math.hypot(half_b / z, s_r)
+        dfs.append(dof * (se / s_r) ** 4)
+        halves.append(float(stats.t.ppf(0.5 + level / 2, dfs[-1])) * se)
+    return value - halves[0], value + halves[1], min(dfs)
 
 
 def widen(

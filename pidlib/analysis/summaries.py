@@ -16,7 +16,7 @@ __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
     "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_flow_summary",
     "knockout_per_task", "knockout_localisation", "paired_widths", "interval_note", "above_floor",
-    "prior_contrast",
+    "measurable_tasks", "prior_contrast",
 ]  # fmt: skip
 
 _FOUR = ATOMS[:4]
@@ -39,6 +39,12 @@ def above_floor(rows: pd.DataFrame, floor: float) -> pd.Series:
     missing = rows["no_interval"] if "no_interval" in rows else False
     return (rows["lo"].fillna(rows["value"]) > floor) & ~pd.Series(missing, index=rows.index,
                                                                     dtype=bool)  # fmt: skip
+
+
+def measurable_tasks(pid: pd.DataFrame, floor: float, measure: str = "mmi") -> tuple[str, ...]:
+    """The tasks where some model's I(V,L;Y) passes the information ``floor`` at some layer."""
+    total = pid[(pid["measure"] == measure) & (pid["atom"] == "total")]
+    return tuple(dict.fromkeys(total.loc[above_floor(total, floor), "task"]))
 
 
 def shares(df: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:

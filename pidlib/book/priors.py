@@ -9,20 +9,11 @@ from dataclasses import replace
 import pandas as pd
 
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.summaries import above_floor, prior_contrast
+from pidlib.analysis.summaries import prior_contrast
 from pidlib.book.inputs import load_features
 from pidlib.config.profiles import Profile
 
-__all__ = [
-    "measurable_tasks", "replicate_tables", "learned_prior_pid", "learned_prior_contrast",
-    "prior_side",
-]  # fmt: skip
-
-
-def measurable_tasks(pid: pd.DataFrame, floor: float, measure: str = "mmi") -> tuple[str, ...]:
-    """The tasks where some model's I(V,L;Y) passes the information ``floor`` at some layer."""
-    total = pid[(pid["measure"] == measure) & (pid["atom"] == "total")]
-    return tuple(dict.fromkeys(total.loc[above_floor(total, floor), "task"]))
+__all__ = ["replicate_tables", "learned_prior_pid", "learned_prior_contrast", "prior_side"]
 
 
 def _mmi(profile: Profile, layers: Sequence[int] | None) -> pd.DataFrame:
