@@ -368,3 +368,53 @@ def test_cross_field_config_errors():
         generate("ChooseAttr", 2, seed=-1)
     with pytest.raises(ValueError, match="ChooseRel"):
         generate("ChooseRel", 2, config=MiniGQAConfig(min_objects=1, max_objects=1))
+
+
+def _scene_batch_by_make_question(n_scenes, tasks, per_scene, *, split, seed, config):
+    """generate_scene_batch's loop written with make_question per try (what it did before it
+    shared each scene's dict, hash and CompareAttr pairs across tries)."""
+    from pidlib.data.minigqa.questions import _balance_key, _bins, _check, _finish, _pick, _rng
+
+    config = _check(split, seed, config)
+    rng, out = _rng(seed, split, 100), []
+    counts = {t: dict.fromkeys(_bins(t), 0) for t in tasks}
+    fp = config.fingerprint()
+    while len(out) < n_scenes:
+        scene = make_scene(rng, config)
+        if scene_split(scene) != split:
+            continue
+        qs = []
+        for _try in range(4 * per_scene):
+            task = _pick(rng, tasks)
+            s = make_question(scene, task, rng, config)
+            if s is None or any(q.question == s.question for q in qs):
+                continue
+            c = counts[task]
+            if c[_balance_key(s)] - min(c.values()) >= max(3, 0.02 * sum(c.values())):
+                continue
+            c[_balance_key(s)] += 1
+            qs.append(s)
+            if len(qs) == per_scene:
+                break
+        if qs:
+            image, n = render(scene, config), len(out)
+            out.append((scene, image, [_finish(s, f"mgqa{fp}-{split}-s{seed}-b{n:05d}-q{j}",
+                                               image, split, seed)
+                                       for j, s in enumerate(qs)]))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("tasks", [TASKS, ("CompareAttr",)])
+def test_scene_batches_equal_the_question_by_question_loop(tasks):
+    """The training pools' generator shares work across a scene's tries (most are rejected);
+    the questions, answers, ids and images are those of the plain make_question loop."""
+    config = MiniGQAConfig()
+    fast = generate_scene_batch(40, tasks, 8, split="train", seed=11, config=config)
+    plain = _scene_batch_by_make_question(40, tasks, 8, split="train", seed=11, config=config)
+    assert len(fast) == len(plain) == 40
+    for (s1, im1, q1), (s2, im2, q2) in zip(fast, plain, strict=True):
+        assert s1 == s2 and np.array_equal(np.asarray(im1), np.asarray(im2))
+        fields = ("qid", "task", "question", "answer", "options", "image_id", "scene", "meta")
+        assert [[getattr(q, f) for f in fields] for q in q1] == [
+            [getattr(q, f) for f in fields] for q in q2
+        ]

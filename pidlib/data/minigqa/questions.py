@@ -127,9 +127,9 @@ def _query_attr(scene: dict, rng: np.random.Generator, config: MiniGQAConfig):
     return f"On which side of the image is the {o['shape']}?", None, prog
 
 
-def _compare_attr(scene: dict, rng: np.random.Generator, config: MiniGQAConfig):
-    """Pairs sharing exactly one attribute; the shared attribute is drawn first (less rejection)."""
-    objs, prog = scene["objects"], []
+def _compare_groups(scene: dict) -> dict[str, list[tuple[int, int]]]:
+    """The pairs of uniquely named objects that share exactly one attribute, by attribute."""
+    objs = scene["objects"]
     named = _unique(objs, "shape")
     groups: dict[str, list[tuple[int, int]]] = {}
     for n, a in enumerate(named):
@@ -137,6 +137,15 @@ def _compare_attr(scene: dict, rng: np.random.Generator, config: MiniGQAConfig):
             shared = [t for t in _ATTRS if objs[a][t] == objs[b][t]]
             if len(shared) == 1:
                 groups.setdefault(shared[0], []).append((a, b))
+    return groups
+
+
+def _compare_attr(scene: dict, rng: np.random.Generator, config: MiniGQAConfig,
+                  groups: dict[str, list[tuple[int, int]]] | None = None):  # fmt: skip
+    """Pairs sharing exactly one attribute; the shared attribute is drawn first (less rejection).
+    ``groups``: the scene's :func:`_compare_groups`, when the caller already has them."""
+    objs, prog = scene["objects"], []
+    groups = _compare_groups(scene) if groups is None else groups
     if not groups:
         return None
     a, b = _two(rng, *_pick(rng, groups[_pick(rng, sorted(groups))]))
@@ -170,9 +179,14 @@ def make_question(
     made = _GENERATORS[task](sd, rng, config)
     if made is None:
         return None
+    return _sample(sd, scene.content_hash(), task, made, execute(made[2], sd, config), config)
+
+
+def _sample(sd: dict, h: str, task: str, made: tuple, answer: str, config: MiniGQAConfig
+            ) -> Sample:  # fmt: skip
+    """The :class:`Sample` of a generated ``(question, options, program)`` with its
+    ``answer``, about the scene ``sd`` (its dict) with content hash ``h``."""
     question, options, program = made
-    answer = execute(program, sd, config)
-    h = scene.content_hash()
     return Sample(
         qid=f"mgqa-{h}-{hashlib.blake2b(question.encode(), digest_size=4).hexdigest()}",
         task=task,
@@ -188,9 +202,13 @@ def make_question(
 # --------------------------------------------------------------------- datasets
 def _balance_key(s: Sample) -> str:
     """What balancing equalises: the correct option's position (choose tasks) or the answer."""
-    if s.task in ("ChooseAttr", "ChooseCat"):
-        return f"option{s.options.index(s.answer)}"
-    return s.answer
+    return _balance_of(s.task, s.options, s.answer)
+
+
+def _balance_of(task: str, options: Sequence[str] | None, answer: str) -> str:
+    if task in ("ChooseAttr", "ChooseCat"):
+        return f"option{list(options).index(answer)}"
+    return answer
 
 
 def _bins(task: str) -> tuple[str, ...]:
@@ -307,17 +325,27 @@ def generate_scene_batch(
         scene = make_scene(rng, config)
         if scene_split(scene) != split:
             continue
+        # make_question's steps, with the scene's dict, hash and CompareAttr pairs made once
+        # and a Sample built only for an accepted question (most tries are rejected): the same
+        # random stream, the same questions
+        sd, h = scene.to_dict(), scene.content_hash()
         qs: list[Sample] = []
+        groups = None  # CompareAttr's pairs of this scene, once asked for
         for _try in range(4 * questions_per_scene):
             task = _pick(rng, tasks)
-            s = make_question(scene, task, rng, config)
-            if s is None or any(q.question == s.question for q in qs):
+            if task == "CompareAttr":
+                groups = _compare_groups(sd) if groups is None else groups
+                made = _compare_attr(sd, rng, config, groups)
+            else:
+                made = _GENERATORS[task](sd, rng, config)
+            if made is None or any(q.question == made[0] for q in qs):
                 continue
-            c = counts[task]
-            if c[_balance_key(s)] - min(c.values()) >= max(3, 0.02 * sum(c.values())):
+            answer = execute(made[2], sd, config)
+            c, key = counts[task], _balance_of(task, made[1], answer)
+            if c[key] - min(c.values()) >= max(3, 0.02 * sum(c.values())):
                 continue
-            c[_balance_key(s)] += 1
-            qs.append(s)
+            c[key] += 1
+            qs.append(_sample(scene.to_dict(), h, task, made, answer, config))
             if len(qs) == questions_per_scene:
                 break
         if not qs:
