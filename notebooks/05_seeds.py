@@ -92,13 +92,15 @@ retrain_table(cards) if cards else "no embedded models in this profile"
 # claims are the knockout chapter's (every task, tested on the pairs above the floor), and the
 # retrained sets' knockouts run on the tasks above. The interval *across seeds* widens the
 # build's interval by the spread of the retrained sets: with the build's standard error
-# $se_b$ (its half-width over 1.96) and the sets' standard deviation $s_r$ ($k - 1$ degrees of
-# freedom for $k$ sets), it is the build's value $\pm t_{df} \sqrt{se_b^2 + s_r^2}$ with
-# Welch–Satterthwaite degrees of freedom. Each set's value also carries its own question noise,
-# so the widening is conservative. The verdict applies the claim's own rule to the wider
-# interval. The learned-prior contrast compares two models trained from the same seeds, and
-# only the weakest-prior side was retrained on every set: its seed spread, times $\sqrt 2$,
-# stands for the spread of the difference.
+# $se_b$ (a side's half-width over 1.96) and the sets' standard deviation $s_r$ ($k - 1$
+# degrees of freedom for $k$ sets), each side of the interval becomes $t_{df} \sqrt{se_b^2 +
+# s_r^2}$ long with Welch–Satterthwaite degrees of freedom (for a symmetric interval, the
+# build's value $\pm$ that), so an asymmetric interval, such as a correlation's, never gets
+# narrower on either side; a correlation's interval is clipped to $[-1, 1]$. Each set's value
+# also carries its own question noise, so the widening is conservative. The verdict applies
+# the claim's own rule to the wider interval. The learned-prior contrast compares two models
+# trained from the same seeds, and only the weakest-prior side was retrained on every set: its
+# seed spread, times $\sqrt 2$, stands for the spread of the difference.
 
 # %%
 if sets and tasks:
