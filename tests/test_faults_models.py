@@ -62,6 +62,24 @@ def test_retrains_answer_from_the_image(name):
     assert ("evaluation_at_prior" in card) == (card["recipe"]["qa_prior"] > 0)
 
 
+@pytest.mark.parametrize("name", EMBEDDED_RETRAINS)
+def test_retrain_cards_hold_a_full_retiming_on_two_cores(name):
+    """Every retrain's card holds its own stages and its decoder's re-timed with every step of
+    its recipe on 2 threads (``bench_training.py --fraction 1 --record``), each with the
+    commit and date it was measured at, and the minutes are the stages' seconds."""
+    from pidlib.training.recipe import RECIPES
+
+    recipe = RECIPES[name]
+    timing = json.loads((models_dir() / name / "model_card.json").read_text())["idle_timing"]
+    steps = {"per_model": [recipe.align.steps, recipe.qa.steps],
+             "decoder": [recipe.lm.steps, *(s.steps for s in recipe.lm_focus)]}  # fmt: skip
+    for kind, full in steps.items():
+        t = timing[kind]
+        assert [g["steps"] for g in t["stages"]] == full, kind
+        assert t["threads"] == 2 and t["commit"] and t["date"]
+        assert t["minutes"] == pytest.approx(sum(g["seconds"] for g in t["stages"]) / 60, abs=0.01)
+
+
 def test_save_embedded_records_every_files_checksum(tiny_llava, tmp_path):
     out = save_embedded(tiny_llava, tmp_path / "m", {"description": "test"})
     card = json.loads((out / "model_card.json").read_text())

@@ -329,3 +329,45 @@ def test_run_writes_a_card_with_the_decoder_minutes_and_the_prior_accuracy(tmp_p
                                                                        "mismatched"}  # fmt: skip
     readme = (tmp_path / "models" / name / "README.md").read_text()
     assert "at the training prior p = 0.9" in readme and "per-model stages" in readme
+
+
+def test_a_full_retiming_is_recorded_in_the_card_and_read_by_the_seeds_table(tmp_path):
+    """``record_timing`` keeps the weights' checksums and the training run's stages, adds the
+    re-timing per kind (per-model, decoder) with its threads, commit and date, rewrites the
+    README, and refuses a partial run or a run without provenance, leaving the card as it was;
+    the Seeds chapter's table reads the re-timed minutes and says how they were timed."""
+    from pidlib.models.cards import retrain_table
+    from pidlib.models.families import models_dir
+    from pidlib.training.report import record_timing
+
+    name = "tiny-llava-1.5-b2"
+    path = tmp_path / name
+    path.mkdir()
+    before = json.loads((models_dir() / name / "model_card.json").read_text())
+    before.pop("idle_timing", None)  # the committed card's own re-timing
+    (path / "model_card.json").write_text(json.dumps(before))
+    env = {"threads": 2, "torch": "2.x", "commit": "0123456789abcdef", "date": "2026-12-07"}
+    stages = [{"name": "align (vision)", "steps": 400, "seconds": 30.0},
+              {"name": "qa (images)", "steps": 1000, "seconds": 510.0}]  # fmt: skip
+    row = {"what": name, "steps": [400, 1000], "full_steps": [400, 1000], "minutes": 9.0,
+           "stages": stages}  # fmt: skip
+    with pytest.raises(ValueError, match="only a full re-timing"):
+        record_timing(path, "per_model", {**row, "steps": [40, 100]}, env)
+    with pytest.raises(ValueError, match="lacks \\['commit'"):
+        record_timing(path, "per_model", row, {"threads": 2, "torch": "2.x", "date": "x"})
+    assert json.loads((path / "model_card.json").read_text()) == before
+    record_timing(path, "per_model", row, env)
+    card = record_timing(path, "decoder", {**row, "minutes": 47.5}, {**env, "threads": 1})
+    assert json.loads((path / "model_card.json").read_text()) == card
+    assert card["sha256"] == before["sha256"] and card["stages"] == before["stages"]
+    assert card["idle_timing"]["per_model"] == {"minutes": 9.0, "stages": stages, **env}
+    assert card["idle_timing"]["decoder"]["minutes"] == 47.5
+    assert card["idle_timing"]["decoder"]["threads"] == 1
+    readme = (path / "README.md").read_text()
+    assert "per-model stages 9.0 min on 2 cores (2026-12-07, commit 0123456789ab)" in readme
+    assert "decoder B 47.5 min on 1 cores" in readme
+    table = retrain_table({name: card, "as trained": before})
+    assert table.loc[name, "own min"] == 9.0 and table.loc[name, "decoder min"] == 47.5
+    assert table.loc[name, "own timed on"] == "2 idle cores"
+    assert table.loc["as trained", "own min"] == round(before["minutes"]["per_model"], 1)
+    assert table.loc["as trained", "own timed on"] == "1 thread(s), as trained"

@@ -190,10 +190,12 @@ def grounding_facts(cards: dict[str, dict]) -> dict:
 
 
 def retrain_table(cards: dict[str, dict]):
-    """One row per model: its decoder, QA prior, the minutes and threads of its own stages (the
-    decoder's are shared), and its held-out accuracy: the mean over tasks and the weakest task
-    with its own image, and the mean with a blank and with a mismatched image. (Each model's
-    README has the full table per task and condition.)"""
+    """One row per model: its decoder, QA prior, the minutes of its own stages and of its
+    decoder's (shared by every model on it) and how they were timed (``idle_timing``, a full
+    re-timing on otherwise idle cores, where the card has one; else the training run, on the
+    threads it had), and its held-out accuracy: the mean over tasks and the weakest task with
+    its own image, and the mean with a blank and with a mismatched image. (Each model's README
+    has the full table per task and condition.)"""
     import pandas as pd
 
     rows = []
@@ -202,10 +204,20 @@ def retrain_table(cards: dict[str, dict]):
         acc = card["evaluation"]["accuracy"]
         weakest = min(acc["image"], key=acc["image"].get)
         mean = {c: sum(v.values()) / len(v) for c, v in acc.items()}
+        idle = card.get("idle_timing", {})
+        own = idle.get("per_model", {}).get("minutes", facts["own_minutes"])
+        dec = idle.get("decoder", {}).get("minutes", facts["decoder_minutes"])
+        timed = {
+            k: f"{idle[k]['threads']} idle cores"
+            if k in idle
+            else f"{facts['threads']} thread(s), as trained"
+            for k in ("per_model", "decoder")
+        }
         rows.append({
             "model": name, "decoder": card.get("decoder", "A"),
             "QA prior": card["recipe"].get("qa_prior", 0.0),
-            "own min": round(facts["own_minutes"], 1), "threads": facts["threads"],
+            "own min": round(own, 1), "own timed on": timed["per_model"],
+            "decoder min": round(dec, 1), "decoder timed on": timed["decoder"],
             "image": round(mean["image"], 3),
             "weakest task": f"{weakest} {acc['image'][weakest]:.2f}",
             "blank": round(mean["blank"], 3), "mismatched": round(mean["mismatched"], 3),

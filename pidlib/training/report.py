@@ -25,6 +25,7 @@ __all__ = [
     "model_readme",
     "model_card",
     "pilot_log",
+    "record_timing",
 ]
 
 
@@ -83,12 +84,59 @@ def _at_prior(card: dict) -> list[str]:
 
 
 def _minutes(card: dict) -> str:
-    """The decoder / per-model split of a card's training minutes (older cards lack it)."""
+    """The decoder / per-model split of a card's training minutes (older cards lack it), and
+    the re-timing on idle cores where one was recorded (:func:`record_timing`)."""
     m = card.get("minutes")
     if not m:
         return "; the decoder stages are shared with the other embedded model."
-    return (f": decoder {card.get('decoder', '?')} {m['decoder']} min (shared by every model "
+    text = (f": decoder {card.get('decoder', '?')} {m['decoder']} min (shared by every model "
             f"on that decoder), per-model stages {m['per_model']} min.")  # fmt: skip
+    t = card.get("idle_timing")
+    if t:
+        label = {"per_model": "per-model stages", "decoder": f"decoder {card.get('decoder', '?')}"}
+        parts = [f"{label[k]} {t[k]['minutes']} min on {t[k]['threads']} cores ({t[k]['date']}, "
+                 f"commit {t[k]['commit'][:12]})" for k in label if k in t]  # fmt: skip
+        text += f" Re-timed on otherwise idle cores: {'; '.join(parts)}: {t['how']}"
+    return text
+
+
+#: What a re-timing measures (the card's weights come from the run its ``stages`` record).
+RETIMING = (
+    "every step of the recipe's stages run again (the model's own from its committed decoder "
+    "weights, the decoder's from their seeded initialisation; nothing saved) by "
+    "benchmarks/bench_training.py --fraction 1 --record."
+)
+
+
+def record_timing(path: str | os.PathLike, kind: str, row: Mapping[str, Any],
+                  env: Mapping[str, Any]) -> dict:  # fmt: skip
+    """Record a full re-timing of a committed model's training in its card (``idle_timing``) and
+    rewrite its README; returns the card. ``kind`` is ``"per_model"`` (its align + QA stages) or
+    ``"decoder"`` (its decoder's stages); ``row`` is a ``benchmarks/bench_training.py`` row
+    (``steps``, ``full_steps``, ``minutes``, ``stages``) and ``env`` that run's ``threads``,
+    ``torch``, ``commit`` and ``date``. Only a run of every step is recorded; the weights, their
+    checksums and the ``stages`` of the training run are left as they are."""
+    if kind not in ("per_model", "decoder"):
+        raise ValueError(f"record_timing: kind must be 'per_model' or 'decoder', got {kind!r}")
+    if list(row["steps"]) != list(row["full_steps"]):
+        raise ValueError(
+            f"record_timing: {row.get('what', kind)} ran {row['steps']} of {row['full_steps']} "
+            "steps; only a full re-timing (--fraction 1, --decoder-fraction 1) is recorded"
+        )
+    missing = [k for k in ("threads", "torch", "commit", "date") if k not in env]
+    if missing:
+        raise ValueError(f"record_timing: the run's env lacks {missing}")
+    card_path = Path(path) / "model_card.json"
+    if not card_path.is_file():
+        raise FileNotFoundError(f"no model card at {card_path}: train the model first")
+    card = json.loads(card_path.read_text())
+    timing = card.setdefault("idle_timing", {})
+    timing["how"] = RETIMING
+    timing[kind] = {"minutes": row["minutes"], "stages": list(row["stages"]),
+                    **{k: env[k] for k in ("threads", "torch", "commit", "date")}}  # fmt: skip
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    (Path(path) / "README.md").write_text(model_readme(card))
+    return card
 
 
 def pilot_log() -> str | None:
