@@ -79,8 +79,8 @@ Markdown(
 # image, and on average with a blank or another scene's image, from its model card; the minutes
 # of its own stages and of its decoder's (shared by every model on it). Where the card holds a
 # full re-timing on otherwise idle cores (`benchmarks/bench_training.py --fraction 1 --record`,
-# which re-runs every step from the committed weights and saves none), the minutes are that
-# run's; otherwise they are the training run's, on the threads it had.
+# which runs every step of the stages again and saves no weights), the minutes are that run's;
+# otherwise they are the training run's, on the threads it had.
 
 # %%
 names = [*cfg.models, *(m for s in sets.values() for m in s)]

@@ -100,6 +100,8 @@ def _minutes(card: dict) -> str:
     return text
 
 
+#: The provenance a re-timing records with each kind (from the benchmark run's ``env``).
+TIMING_ENV: tuple[str, ...] = ("threads", "torch", "commit", "date")
 #: What a re-timing measures (the card's weights come from the run its ``stages`` record).
 RETIMING = (
     "every step of the recipe's stages run again (the model's own from its committed decoder "
@@ -123,7 +125,7 @@ def record_timing(path: str | os.PathLike, kind: str, row: Mapping[str, Any],
             f"record_timing: {row.get('what', kind)} ran {row['steps']} of {row['full_steps']} "
             "steps; only a full re-timing (--fraction 1, --decoder-fraction 1) is recorded"
         )
-    missing = [k for k in ("threads", "torch", "commit", "date") if k not in env]
+    missing = [k for k in TIMING_ENV if k not in env]
     if missing:
         raise ValueError(f"record_timing: the run's env lacks {missing}")
     card_path = Path(path) / "model_card.json"
@@ -133,7 +135,7 @@ def record_timing(path: str | os.PathLike, kind: str, row: Mapping[str, Any],
     timing = card.setdefault("idle_timing", {})
     timing["how"] = RETIMING
     timing[kind] = {"minutes": row["minutes"], "stages": list(row["stages"]),
-                    **{k: env[k] for k in ("threads", "torch", "commit", "date")}}  # fmt: skip
+                    **{k: env[k] for k in TIMING_ENV}}  # fmt: skip
     card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
     (Path(path) / "README.md").write_text(model_readme(card))
     return card
