@@ -251,7 +251,7 @@ charts.figure(
 
 # %%
 nl_systems = [n for n in canonical.names() if n.startswith("nl_")]
-ns = [500, 1000, 2000, 5000]
+ns = list(cfg.error_ns)
 err_n = cached_table(
     "methods-error-vs-n",
     {"systems": nl_systems, "ns": ns, "seeds": seeds},
@@ -284,8 +284,8 @@ charts.figure(
 # ```
 
 # %%
-at5000 = err_n[err_n["n"] == max(ns)]
-table = at5000.groupby(["system", "estimator"])["abs_error"].max().unstack("estimator").round(3)
+at_max = err_n[err_n["n"] == max(ns)]
+table = at_max.groupby(["system", "estimator"])["abs_error"].max().unstack("estimator").round(3)
 table
 
 # %% [markdown]
@@ -341,7 +341,8 @@ Markdown(summary)
 
 # %%
 cross = cached_table("methods-crosscheck", {"n": 1000, "seeds": seeds},
-                     lambda: crosscheck.crosscheck_experiment(n=1000, seeds=seeds),
+                     lambda: crosscheck.crosscheck_experiment(n=1000, seeds=seeds,
+                                                              n_jobs=cfg.parallel.n_jobs),
                      validation.CODE)  # fmt: skip
 cross_view = crosscheck.crosscheck_summary(cross)
 cross_view

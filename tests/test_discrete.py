@@ -4,6 +4,7 @@ discretised estimator, k-NN mutual information, and PID Flow's documented XOR bl
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pidlib.pid import discrete_systems as ds
@@ -352,6 +353,13 @@ def test_crosscheck_experiment_table():
     assert errors["gaussian"] < -0.95 and abs(errors["crosscheck_levels"]) < 0.05
     copy = df[(df.system == "mixed_copy") & (df.estimator == "crosscheck_kmeans")]
     assert copy[copy.measure == "broja"].error.abs().max() < 0.05
+
+
+def test_crosscheck_experiment_is_the_same_on_two_workers():
+    kw = dict(n=400, seeds=(0, 1), flows=(False, True))
+    one = crosscheck_experiment(("and", "mixed_xor"), **kw)
+    two = crosscheck_experiment(("and", "mixed_xor"), n_jobs=2, **kw)
+    pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
 
 
 def test_crosscheck_experiment_records_a_singular_gaussian_as_a_status():

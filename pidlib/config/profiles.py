@@ -169,6 +169,7 @@ class Profile:
     seeds: SeedsSpec = field(default_factory=SeedsSpec)
     floor_bits: float = 0.05  # information floor: shares and claims need I(V,L;Y) lo above it
     coverage_reps: int = 50  # replicates per system in the Methods chapter's coverage table
+    error_ns: tuple[int, ...] = (500, 1000, 2000, 5000)  # the Methods chapter's error vs n
 
     def validate(self) -> Profile:
         if not _FOLDER_NAME.fullmatch(str(self.name)) or self.name in _RESERVED:
@@ -195,6 +196,8 @@ class Profile:
             raise ValueError(f"floor_bits: {self.floor_bits} is outside [0, 10) bits")
         if self.coverage_reps < 2:
             raise ValueError(f"coverage_reps: must be >= 2, got {self.coverage_reps}")
+        if not self.error_ns or min(self.error_ns) < 100:
+            raise ValueError(f"error_ns: {list(self.error_ns)} must be sample sizes of >= 100")
         parts = (self.dataset, self.pid, self.knockout, self.parallel, self.robustness,
                  self.last_position, self.seeds)  # fmt: skip
         for part in parts:

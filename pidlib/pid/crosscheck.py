@@ -9,9 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import joblib
 import numpy as np
 import pandas as pd
 
+from pidlib.core.threads import one_thread
+from pidlib.core.watchdog import local_workers
 from pidlib.pid import discrete_systems
 from pidlib.pid.discrete import discrete_pid
 from pidlib.pid.flow import pid_flow
@@ -90,6 +93,47 @@ def _estimate(
     )
 
 
+def _system_rows(
+    name: str,
+    n: int,
+    seed: int,
+    flows: Sequence[bool],
+    discretisers: Sequence[str],
+    knn: bool,
+    n_levels: int,
+) -> list[dict]:
+    """Every estimator of :func:`crosscheck_experiment` on one sample of one system."""
+    system = discrete_systems.get(name)
+    x1, x2, y = system.sampler(n, seed)
+    estimators = ["pid_flow" if flow else "gaussian" for flow in flows]
+    estimators += [f"crosscheck_{d}" for d in (discretisers if system.continuous else ("levels",))]
+    estimators += ["knn"] if knn and system.continuous else []
+    rows: list[dict] = []
+    with one_thread():
+        for estimator in estimators:
+            t0 = time.perf_counter()
+            try:  # a ValueError (e.g. a singular covariance) is a result, not a crash
+                out, status = _estimate(estimator, x1, x2, y, seed, n_levels), "ok"
+            except ValueError as err:
+                out, status = None, f"error: {err}"
+            seconds = time.perf_counter() - t0
+            for measure in ("mmi",) if estimator == "knn" else ("broja", "mmi"):
+                rows += _rows(
+                    system.truth[measure],
+                    None if out is None else out[measure],
+                    status,
+                    system=name,
+                    continuous=system.continuous,
+                    pairwise_independent=system.pairwise_independent,
+                    estimator=estimator,
+                    measure=measure,
+                    n=n,
+                    seed=seed,
+                    seconds=seconds,
+                )
+    return rows
+
+
 def crosscheck_experiment(
     names: Sequence[str] = DEFAULT_SYSTEMS,
     n: int = 1000,
@@ -99,6 +143,7 @@ def crosscheck_experiment(
     discretisers: Sequence[str] = ("probe", "kmeans"),
     knn: bool = True,
     n_levels: int = 4,
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Truth vs estimate per atom (bits) for PID Flow and the cross-check on discrete systems.
 
@@ -109,39 +154,13 @@ def crosscheck_experiment(
     sources) the k-NN MMI. Columns: system, continuous, pairwise_independent, estimator (an id of
     :data:`ESTIMATORS`), measure, n, seed, atom (the four atoms and ``total``), truth, estimate,
     error, seconds (of the estimator call), status ("ok" or the error message; estimates NaN).
+    One job per (system, seed) on ``n_jobs`` processes (joblib), one thread each, so the table
+    does not depend on ``n_jobs`` (but for the seconds).
     """
-    rows: list[dict] = []
-    for name in names:
-        system = discrete_systems.get(name)
-        for seed in seeds:
-            x1, x2, y = system.sampler(n, seed)
-            estimators = ["pid_flow" if flow else "gaussian" for flow in flows]
-            estimators += [
-                f"crosscheck_{d}" for d in (discretisers if system.continuous else ("levels",))
-            ]
-            estimators += ["knn"] if knn and system.continuous else []
-            for estimator in estimators:
-                t0 = time.perf_counter()
-                try:  # a ValueError (e.g. a singular covariance) is a result, not a crash
-                    out, status = _estimate(estimator, x1, x2, y, seed, n_levels), "ok"
-                except ValueError as err:
-                    out, status = None, f"error: {err}"
-                seconds = time.perf_counter() - t0
-                for measure in ("mmi",) if estimator == "knn" else ("broja", "mmi"):
-                    rows += _rows(
-                        system.truth[measure],
-                        None if out is None else out[measure],
-                        status,
-                        system=name,
-                        continuous=system.continuous,
-                        pairwise_independent=system.pairwise_independent,
-                        estimator=estimator,
-                        measure=measure,
-                        n=n,
-                        seed=seed,
-                        seconds=seconds,
-                    )
-    return pd.DataFrame(rows)
+    jobs = [joblib.delayed(_system_rows)(name, n, seed, flows, discretisers, knn, n_levels)
+            for name in names for seed in seeds]  # fmt: skip
+    with local_workers(n_jobs):
+        return pd.DataFrame([row for part in joblib.Parallel()(jobs) for row in part])
 
 
 def crosscheck_summary(runs: pd.DataFrame, measure: str = "broja") -> pd.DataFrame:
