@@ -16,6 +16,7 @@ from pidlib.config.profiles import DatasetSpec, Profile
 from pidlib.core.cache import ArrayCache, cache_key, open_cache
 from pidlib.core.paths import REPO_ROOT
 from pidlib.core.stages import stage
+from pidlib.core.threads import pinned_threads
 from pidlib.data.tasks import Sample, validate_tasks
 from pidlib.extract.features import Features, cached_features, extract_features
 from pidlib.models.fingerprint import source_fingerprint
@@ -237,7 +238,7 @@ def load_features(
             if loaded is None:
                 with stage("model loading"):
                     loaded = load_model(name, dtype=profile.dtype, device=profile.device)
-            with stage("feature extraction"):
+            with stage("feature extraction"), pinned_threads(profile.parallel.threads):
                 out[name, task] = extract_features(
                     loaded, samples[task], cache=store or False, progress=progress, **opts
                 )

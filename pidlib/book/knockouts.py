@@ -16,6 +16,7 @@ from pidlib.book.inputs import load_features, load_samples
 from pidlib.config.profiles import Profile
 from pidlib.core.cache import cached_table
 from pidlib.core.stages import stage
+from pidlib.core.threads import pinned_threads
 from pidlib.data.tasks import Sample
 from pidlib.extract.features import Features
 from pidlib.interventions.knockout import cached_knockout_features, knockout_features
@@ -90,9 +91,10 @@ def sweep_table(
     def run(name: str, task: str, k: int) -> pd.DataFrame:
         loaded = models(name)
         centers = list(range(0, loaded.num_layers, profile.knockout.stride))
-        res = sweep(loaded, correct_samples(samples[task], clean[name, task], n),
-                    profile.knockout.flows, centers, window=k,
-                    batch_size=profile.batch_size)  # fmt: skip
+        with pinned_threads(profile.parallel.threads):
+            res = sweep(loaded, correct_samples(samples[task], clean[name, task], n),
+                        profile.knockout.flows, centers, window=k,
+                        batch_size=profile.batch_size)  # fmt: skip
         per = res.per_sample.assign(model=name, task=task, window=k, n_layers=loaded.num_layers)
         return per[_SWEEP_COLUMNS].astype({"center": int, "layers": str})
 
@@ -126,7 +128,7 @@ def knockout_pid(
     (model, task): ``flow``, the knocked-out accuracy (argmax over the options,
     ``accuracy_ko``) and the largest change of any pooled image-token (``max_dV``) and
     question-token state (``max_dL``) at any layer."""
-    with stage("knockout forwards"):
+    with stage("knockout forwards"), pinned_threads(profile.parallel.threads):
         ko = {
             (m, t): models.knockout_features(m, correct_samples(samples[t], clean_features[m, t]),
                                              flow, batch_size=profile.batch_size,

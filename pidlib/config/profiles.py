@@ -131,12 +131,17 @@ class ParallelSpec:
     backend: str = "loky"  # "loky", "threading", "sequential", or "dask" / "ray" when installed
     n_jobs: int = 2
     address: str | None = None  # scheduler address for dask / ray
+    # torch / BLAS threads of the chapter's own model forwards (feature extraction, knockouts);
+    # every parallel job runs on one
+    threads: int = 1
 
     def validate(self) -> None:
         if self.backend not in ("loky", "threading", "sequential", "dask", "ray"):
             raise ValueError(f"parallel.backend: unknown backend {self.backend!r}")
         if self.n_jobs == 0:
             raise ValueError("parallel.n_jobs: must be non-zero (joblib semantics, -1 = all cores)")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"parallel.threads: must be an integer >= 1, got {self.threads!r}")
 
 
 #: A profile's name names its build folder, ``build/<name>/``.
