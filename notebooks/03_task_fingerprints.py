@@ -61,7 +61,7 @@ Markdown(f"Profile **{cfg.name}**: models {', '.join(cfg.models)}; {len(cfg.task
 # %% [markdown]
 # ## Results
 #
-# ### The six fingerprints
+# ### One fingerprint per task
 #
 # The panels show each task's MMI atoms per layer as shares of $I(V,L;Y)$, for the first
 # model.
@@ -121,8 +121,8 @@ cross.pivot_table(index=["task", "layer"], columns="atom",
 # %% [markdown]
 # ### A prior the models learned
 #
-# One model (the profile's `seeds.prior_models`) was trained three times from the same seeds,
-# its QA scenes drawn at prior strengths $p$ (`seeds.priors`); each is measured on fresh test
+# One model (the profile's `seeds.prior_models`) was trained once per prior strength $p$
+# (`seeds.priors`) from the same seeds, its QA scenes drawn at that $p$; each is measured on fresh test
 # questions at its own $p$, on the tasks whose answers the prior shifts (`seeds.prior_tasks`).
 # If PID measures what it claims to, redundancy should rise with $p$. The test compares the
 # strongest prior with the weakest, in bits, at the last layer, on the tasks whose information
