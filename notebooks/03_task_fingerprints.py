@@ -122,8 +122,9 @@ cross.pivot_table(index=["task", "layer"], columns="atom",
 # ### A prior the models learned
 #
 # One model (the profile's `seeds.prior_models`) was trained once per prior strength $p$
-# (`seeds.priors`) from the same seeds, its QA scenes drawn at that $p$; each is measured on fresh test
-# questions at its own $p$, on the tasks whose answers the prior shifts (`seeds.prior_tasks`).
+# (`seeds.priors`) from the same seeds, its QA scenes drawn at that $p$; each is measured on
+# fresh test questions at its own $p$, on the tasks whose answers the prior shifts
+# (`seeds.prior_tasks`).
 # If PID measures what it claims to, redundancy should rise with $p$. The test compares the
 # strongest prior with the weakest, in bits, at the last layer, on the tasks whose information
 # passes the floor at either of the two; it reports the smallest difference it could have
