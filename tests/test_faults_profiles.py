@@ -36,6 +36,16 @@ def test_a_section_override_merges_into_the_section(override):
     assert pid.measures == smoke.measures
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [({"parallel.threads": 0}, "parallel.threads: must be an integer >= 1"),
+     ({"error_ns": [50, 1000]}, "error_ns: \\[50, 1000\\] must be sample sizes")],
+)  # fmt: skip
+def test_thread_counts_and_methods_sizes_are_checked(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_profile("smoke", **override)
+
+
 def test_a_bad_section_override_names_the_key():
     with pytest.raises(ValueError, match="pid: expected a mapping"):
         load_profile("smoke", pid="[1, 2]")

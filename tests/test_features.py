@@ -370,6 +370,27 @@ def test_load_features_reads_the_cache_without_the_model(
         load_features(load_profile("smoke", models=["no-such-model"]), samples={}, cache=store)
 
 
+def test_extraction_runs_on_the_profiles_threads_and_restores_them(monkeypatch, samples):
+    """The chapter's own forwards run on ``parallel.threads`` (beside a busy process, more
+    threads than free cores thrash), and the caller's thread count comes back afterwards."""
+    import torch
+
+    seen = []
+
+    def fake_extract(loaded, batch, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("pidlib.book.inputs.extract_features", fake_extract)
+    monkeypatch.setattr("pidlib.book.inputs.load_model", lambda *a, **k: object())
+    monkeypatch.setattr("pidlib.book.inputs.source_fingerprint", lambda *a, **k: None)
+    before = torch.get_num_threads()
+    profile = load_profile("smoke", tasks=["ChooseAttr"], parallel={"threads": before + 1})
+    with pytest.raises(RuntimeError, match="stop here"):
+        load_features(profile, samples={"ChooseAttr": samples}, cache=False, progress=False)
+    assert seen == [before + 1] and torch.get_num_threads() == before
+
+
 def _no_model(*args, **kwargs):
     raise AssertionError("the model was loaded although its features are cached")
 

@@ -12,6 +12,7 @@ from nflows.transforms import PiecewiseRationalQuadraticCDF
 from sklearn.decomposition import PCA
 
 import pidlib.pid.flow_nets as flow_nets
+import pidlib.pid.flow_transforms as flow_transforms
 import pidlib.pid.maps as maps_mod
 from pidlib.pid import canonical
 from pidlib.pid.flow import PIDFlow, pid_flow
@@ -68,7 +69,7 @@ def test_rqspline_matches_nflows_and_inverts():
 def test_variable_flow_starts_as_identity(transform, d):
     torch.manual_seed(0)
     # two blocks, so that the maf's coordinate reversals cancel
-    f = flow_nets._variable_flow(d, FlowConfig(transform=transform, n_blocks=2))
+    f = flow_transforms._variable_flow(d, FlowConfig(transform=transform, n_blocks=2))
     x = 2 * torch.randn(64, d)
     with torch.no_grad():
         z, logdet = f(x)
@@ -122,11 +123,11 @@ def test_fused_flow_is_the_per_variable_nflows_flow(transform, dims):
     ReversePermutation), given the same parameters, at a random point in parameter space."""
     cfg = FlowConfig(transform=transform, n_blocks=2, hidden_features=6)
     torch.manual_seed(0)
-    ref = flow_nets._ProductFlow(dims, cfg).double()
+    ref = flow_transforms._ProductFlow(dims, cfg).double()
     with torch.no_grad():  # move every parameter off the identity start
         for p in ref.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    fused = flow_nets._FusedFlow(dims, cfg).double()
+    fused = flow_transforms._FusedFlow(dims, cfg).double()
     _load_reference_into_fused(ref, fused, cfg)
     x = 1.5 * torch.randn(200, sum(dims), dtype=torch.float64)
     with torch.no_grad():
@@ -147,7 +148,7 @@ def test_fused_flow_is_the_per_variable_nflows_flow(transform, dims):
 @pytest.mark.parametrize("transform", ["maf", "spline"])
 def test_fused_flow_starts_as_identity(transform):
     f = flow_nets._seeded_flow((3, 1, 2), FlowConfig(transform=transform, n_blocks=2), seed=0)
-    assert isinstance(f, flow_nets._FusedFlow)
+    assert isinstance(f, flow_transforms._FusedFlow)
     x = 2 * torch.randn(64, 6)
     with torch.no_grad():
         z, logdet = f(x)

@@ -36,7 +36,8 @@ def test_overrides_as_papermill_strings():
     assert p.tasks == ("ChooseAttr", "QueryAttr")
     assert p.samples_per_task == 50 and p.pid.n_bootstrap == 3 and p.pid.flow is False
     assert load_profile("smoke", tasks="QueryAttr").tasks == ("QueryAttr",)
-    assert load_profile("smoke", tasks=None).tasks == TASKS  # None = keep the profile's value
+    # None = keep the profile's value (smoke: three of the six tasks)
+    assert load_profile("smoke", tasks=None).tasks == ("ChooseAttr", "CompareAttr", "QueryAttr")
 
 
 @pytest.mark.parametrize(
@@ -59,12 +60,12 @@ def test_overrides_as_papermill_strings():
         ({"robustness.n_bootstrap": 1}, "robustness.n_bootstrap"),
         ({"last_position.probe_folds": 1}, "last_position.probe_folds"),
         ({"last_position.formed_at": 0}, "last_position.formed_at"),
-        ({"seeds.labels": ["B1"]}, "seeds.labels: 1 labels for 3 sets"),
+        ({"seeds.labels": ["B1"]}, "seeds.labels: 1 labels for 2 sets"),
         (
             {"seeds.sets": [["a", "b"], ["c"]], "seeds.labels": []},
             "seeds.sets: every set lists the same number",
         ),
-        ({"seeds.priors": [0.0]}, "seeds.priors (1) and seeds.prior_models (3)"),
+        ({"seeds.priors": [0.0]}, "seeds.priors (1) and seeds.prior_models (2)"),
         ({"seeds.priors": [0.0, 0.5, 1.5]}, "seeds.priors"),
         ({"seeds.prior_tasks": ["Foo"]}, "unknown task 'Foo'"),
     ],
@@ -93,12 +94,12 @@ def test_real_gqa_needs_paths():
 
 def test_knockout_windows_are_a_fraction_of_depth():
     """Windows that can localise: k = 1 and 3 on the 8-layer embedded models, Zhang et al.'s 9 on
-    LLaVA's 32 layers; every flow of the sweep, the cheap smoke stride kept."""
+    LLaVA's 32 layers; every flow of the sweep; smoke keeps a cheap stride and the first window."""
     cpu, smoke, llava = (load_profile(n, check_paths=False) for n in ("cpu", "smoke", "llava"))
     assert cpu.knockout.windows == (1, 3) and llava.knockout.windows == (9,)
     assert set(cpu.knockout.flows) == {"image->question", "image->last", "question->last",
                                        "last->last"}  # fmt: skip
-    assert smoke.knockout.stride == 4 and smoke.knockout.windows == cpu.knockout.windows
+    assert smoke.knockout.stride == 4 and smoke.knockout.windows == cpu.knockout.windows[:1]
 
 
 def test_an_older_profiles_single_window_still_reads(tmp_path):
@@ -117,7 +118,7 @@ def test_seed_sets_must_match_the_models_and_say_how():
     stops with a message naming the fix; a profile without retrains has none."""
     cpu = load_profile("smoke")
     assert cpu.seeds.matching(cpu.models)[0] == ("tiny-llava-1.5-b1", "tiny-llava-1.6-b1")
-    assert cpu.seeds.set_labels() == ("B1", "B2", "B3")
+    assert cpu.seeds.set_labels() == ("B1", "B2")
     one = load_profile("smoke", models=["tiny-llava-1.5"])
     with pytest.raises(ValueError, match=r"one model per profile model.*seeds.sets: \[\]"):
         one.seeds.matching(one.models)
