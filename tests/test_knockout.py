@@ -403,3 +403,37 @@ def test_a_one_layer_window_blocks_only_that_layer():
         for centre in range(n_layers):
             assert Window(centre, 1).layers(n_layers) == (centre,)
             assert window(centre, 1, n_layers=n_layers) == (centre,)
+
+
+def test_knockout_forwards_on_workers_equal_the_serial_run(tmp_path, monkeypatch):
+    """The book's knockout forwards missing from the cache run on the profile's CPU workers
+    (each loads the committed embedded model itself) and give the serial run's features."""
+    from pidlib.book.inputs import load_samples
+    from pidlib.book.knockouts import ChapterModels
+    from pidlib.config.profiles import load_profile
+    from pidlib.core.cache import ArrayCache
+
+    profile = load_profile("smoke", tasks=["ChooseAttr"], samples_per_task=12)
+    rows = load_samples(profile, cache=False)["ChooseAttr"][:6]
+    jobs = [("tiny-llava-1.5", rows), ("tiny-llava-1.6", rows[:4])]
+    kw = {"batch_size": 4, "target": profile.target, "progress": False}
+    serial = ChapterModels(dataclasses.replace(
+        profile, parallel=dataclasses.replace(profile.parallel, backend="sequential")))  # fmt: skip
+    one = serial.knockout_features_many(jobs, "image->question", cache=False, **kw)
+    two = ChapterModels(profile).knockout_features_many(jobs, "image->question", cache=False, **kw)
+    for a, b in zip(one, two, strict=True):
+        assert (a.model, a.task, len(a.qid)) == (b.model, b.task, len(b.qid))
+        np.testing.assert_array_equal(a.V, b.V)
+        np.testing.assert_array_equal(a.L, b.L)
+        np.testing.assert_array_equal(a.option_logits, b.option_logits)
+    # a warm read loads no model, on workers or here
+    store = ArrayCache(tmp_path / "cache")
+    ChapterModels(profile).knockout_features_many(jobs, "image->question", cache=store, **kw)
+    monkeypatch.setattr("pidlib.book.knockouts.load_model", _no_model_here)
+    again = ChapterModels(profile).knockout_features_many(jobs, "image->question", cache=store,
+                                                          **kw)  # fmt: skip
+    np.testing.assert_array_equal(again[0].V, one[0].V)
+
+
+def _no_model_here(*args, **kwargs):
+    raise AssertionError("a model was loaded although its knockout features are cached")

@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -17,6 +18,7 @@ from pidlib.config.profiles import Profile
 from pidlib.core.cache import cached_table
 from pidlib.core.stages import stage
 from pidlib.core.threads import pinned_threads
+from pidlib.core.watchdog import local_workers
 from pidlib.data.tasks import Sample
 from pidlib.extract.features import Features
 from pidlib.interventions.knockout import cached_knockout_features, knockout_features
@@ -62,10 +64,54 @@ class ChapterModels:
     ) -> Features:
         """:func:`~pidlib.interventions.knockout.knockout_features` of model ``name``, read from
         the cache without loading the model when every chunk is there."""
-        ident = source_fingerprint(name, dtype=self.profile.dtype, device=self.profile.device)
-        got = None if ident is None else cached_knockout_features(ident, name, samples, flow,
-                                                                   **kwargs)  # fmt: skip
+        got = self.cached_knockout_features(name, samples, flow, **kwargs)
         return got if got is not None else knockout_features(self(name), samples, flow, **kwargs)
+
+    def knockout_features_many(
+        self, jobs: Sequence[tuple[str, Sequence[Sample]]], flow: str, **kwargs
+    ) -> list[Features]:
+        """:meth:`knockout_features` of every ``(model name, samples)`` in ``jobs``, in order.
+        Those missing from the cache run on the profile's local worker processes (one thread
+        each, every worker loading the models it needs) when the profile runs on the CPU; the
+        chapter's process would otherwise run them one after another while the workers idle.
+        On a GPU they run here, one model in memory at a time."""
+        out = [self.cached_knockout_features(name, rows, flow, **kwargs) for name, rows in jobs]
+        todo = [i for i, got in enumerate(out) if got is None]
+        par = self.profile.parallel
+        if len(todo) > 1 and self.profile.device == "cpu" and par.backend != "sequential":
+            opts = {**kwargs, "progress": False}
+            job = joblib.delayed(_knockout_job)
+            calls = [job(jobs[i][0], self.profile.dtype, par.threads, jobs[i][1], flow, opts)
+                     for i in todo]  # fmt: skip
+            with local_workers(min(par.n_jobs, len(todo)) if par.n_jobs > 0 else par.n_jobs):
+                for i, got in zip(todo, joblib.Parallel()(calls), strict=True):
+                    out[i] = got
+        else:
+            for i in todo:
+                out[i] = knockout_features(self(jobs[i][0]), jobs[i][1], flow, **kwargs)
+        return out
+
+    def cached_knockout_features(
+        self, name: str, samples: Sequence[Sample], flow: str, **kwargs
+    ) -> Features | None:
+        """:meth:`knockout_features` from the cache alone, or ``None``."""
+        ident = source_fingerprint(name, dtype=self.profile.dtype, device=self.profile.device)
+        return None if ident is None else cached_knockout_features(ident, name, samples, flow,
+                                                                     **kwargs)  # fmt: skip
+
+
+#: Models loaded in a worker process by :func:`_knockout_job`, by (name, dtype).
+_WORKER_MODELS: dict[tuple[str, str], LoadedModel] = {}
+
+
+def _knockout_job(
+    name: str, dtype: str, threads: int, samples: Sequence[Sample], flow: str, kwargs: dict
+) -> Features:
+    """One (model, task)'s knockout forwards in a CPU worker process (its model loaded once)."""
+    with pinned_threads(threads):
+        if (name, dtype) not in _WORKER_MODELS:
+            _WORKER_MODELS[name, dtype] = load_model(name, dtype=dtype, device="cpu")
+        return knockout_features(_WORKER_MODELS[name, dtype], samples, flow, **kwargs)
 
 
 def correct_samples(
@@ -128,15 +174,13 @@ def knockout_pid(
     (model, task): ``flow``, the knocked-out accuracy (argmax over the options,
     ``accuracy_ko``) and the largest change of any pooled image-token (``max_dV``) and
     question-token state (``max_dL``) at any layer."""
+    pairs = [(m, t) for m in profile.models for t in profile.tasks]
     with stage("knockout forwards"), pinned_threads(profile.parallel.threads):
-        ko = {
-            (m, t): models.knockout_features(m, correct_samples(samples[t], clean_features[m, t]),
-                                             flow, batch_size=profile.batch_size,
-                                             target=profile.target,
-                                             progress=sys.stderr.isatty())  # fmt: skip
-            for m in profile.models
-            for t in profile.tasks
-        }  # fmt: skip
+        got = models.knockout_features_many(
+            [(m, correct_samples(samples[t], clean_features[m, t])) for m, t in pairs], flow,
+            batch_size=profile.batch_size, target=profile.target, progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    ko = dict(zip(pairs, got, strict=True))
     dv = {key: float(np.abs(f.V - clean_features[key].V).max()) for key, f in ko.items()}
     dl = {key: float(np.abs(f.L - clean_features[key].L).max()) for key, f in ko.items()}
     moved = max([*dv.values(), *dl.values()]) > 0
