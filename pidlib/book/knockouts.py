@@ -59,18 +59,12 @@ class ChapterModels:
             )
         return self._loaded[name]
 
-    def knockout_features(
-        self, name: str, samples: Sequence[Sample], flow: str, **kwargs
-    ) -> Features:
-        """:func:`~pidlib.interventions.knockout.knockout_features` of model ``name``, read from
-        the cache without loading the model when every chunk is there."""
-        got = self.cached_knockout_features(name, samples, flow, **kwargs)
-        return got if got is not None else knockout_features(self(name), samples, flow, **kwargs)
-
     def knockout_features_many(
         self, jobs: Sequence[tuple[str, Sequence[Sample]]], flow: str, **kwargs
     ) -> list[Features]:
-        """:meth:`knockout_features` of every ``(model name, samples)`` in ``jobs``, in order.
+        """:func:`~pidlib.interventions.knockout.knockout_features` of every ``(model name,
+        samples)`` in ``jobs``, in order, read from the cache without loading a model where every
+        chunk is there.
         Those missing from the cache run on the profile's local worker processes (one thread
         each, every worker loading the models it needs) when the profile runs on the CPU; the
         chapter's process would otherwise run them one after another while the workers idle.
@@ -94,7 +88,7 @@ class ChapterModels:
     def cached_knockout_features(
         self, name: str, samples: Sequence[Sample], flow: str, **kwargs
     ) -> Features | None:
-        """:meth:`knockout_features` from the cache alone, or ``None``."""
+        """Knockout features of model ``name`` from the cache alone, or ``None``."""
         ident = source_fingerprint(name, dtype=self.profile.dtype, device=self.profile.device)
         return None if ident is None else cached_knockout_features(ident, name, samples, flow,
                                                                      **kwargs)  # fmt: skip
