@@ -501,3 +501,51 @@ def test_pid_record_rejects_inconsistency():
         PID(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "mmi", ci={"bogus": (0.0, 1.0)})
     pid = PID(0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, "mmi", ci={"unique_1": (0.9, 1.1)})
     assert pid.ci["unique_1"] == (0.9, 1.1)
+
+
+# ------------------------------------------------------------------- stacked (replicates)
+
+
+@pytest.mark.parametrize("dims", [(1, 1, 1), (3, 2, 1), (4, 3, 3), (12, 9, 2)])
+@pytest.mark.parametrize("n", [None, 200])
+def test_pid_vectors_equal_gaussian_pid_one_by_one(dims, n):
+    """The stacked PIDs of half-subsample replicates are gaussian_pid's, matrix by matrix."""
+    from pidlib.pid.gaussian_batch import KEYS, pid_vectors
+
+    rng = np.random.default_rng(sum(dims) + (n or 0))
+    covs = np.stack([wishart(rng, sum(dims)) for _ in range(12)])
+    got = pid_vectors(covs, dims, ("mmi", "broja"), n)
+    for m in ("mmi", "broja"):
+        want = [[getattr(gaussian_pid(c, dims, m, n=n), k) for k in KEYS] for c in covs]
+        np.testing.assert_allclose(got[m], want, rtol=0, atol=1e-10)
+
+
+def test_pid_vectors_name_the_block_that_is_not_positive_definite():
+    from pidlib.pid.gaussian_batch import pid_vectors
+
+    rng = np.random.default_rng(0)
+    covs = np.stack([wishart(rng, 4) for _ in range(3)])
+    covs[1, :2, :2] = [[1.0, 1.0], [1.0, 1.0]]  # X1's two coordinates identical
+    covs[1, :2, 2:] = 0.0
+    covs[1, 2:, :2] = 0.0
+    with pytest.raises(ValueError, match="X1 block"):
+        pid_vectors(covs, (2, 1, 1), ("mmi",), None)
+    with pytest.raises(ValueError, match="unknown PID measure 'idep'"):
+        pid_vectors(covs, (2, 1, 1), ("idep",), None)
+
+
+def test_pid_replicates_equal_the_pid_of_each_subsample():
+    """PID Flow's interval replicates (stacked) equal the latents' PIDs subsample by subsample,
+    also where a subsample has a constant latent direction (dropped, as _pids drops it)."""
+    from pidlib.pid.gaussian_batch import KEYS
+    from pidlib.pid.maps import _pid_replicates, _pids
+
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((120, 6)) @ rng.standard_normal((6, 6))
+    z[:60, 1] = z[:60, 0]  # rows 0-59: the two X1 latents coincide
+    subsets = [np.arange(60), *(np.sort(rng.choice(120, 60, replace=False)) for _ in range(5))]
+    got = _pid_replicates(z, (2, 3, 1), ("mmi", "broja"), True, subsets)
+    for m in ("mmi", "broja"):
+        want = [[getattr(_pids(z[i], (2, 3, 1), (m,), True)[m], k) for k in KEYS] for i in subsets]
+        np.testing.assert_allclose(got[m], want, rtol=0, atol=1e-10)
+    assert got["mmi"][0, KEYS.index("total")] >= 0

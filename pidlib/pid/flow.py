@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pidlib.pid.flow_nets import OBJECTIVES, TRANSFORMS, FlowConfig, RQSpline
-from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _pids, fit_maps
+from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _pid_replicates, _pids, fit_maps
 from pidlib.pid.result import PID, measures_of
 from pidlib.pid.uncertainty import (
     CI_KEYS,
@@ -156,14 +156,14 @@ def _crossfit(data, fit_data, fitted, measures, measure, n_rep, n_seeds, n_folds
     if no_ci:
         warnings.warn(no_ci, stacklevel=3)
     rng = np.random.default_rng([seed, 7919])
-    reps: list[list[dict[str, PID]]] = [[] for _ in range(n_rep)]
+    reps: list[dict[str, np.ndarray]] = []  # per split and fold: {measure: (n_rep, K)}
     factors = []
     for split in parts:
         for f, z, lab in split:
             m = half_size(len(z), lab)
             factors.append(m / (len(z) - m))
-            for r, idx in enumerate(half_subsamples(len(z), n_rep, rng, lab)):
-                reps[r].append(_pids(z[idx], f.dims, measures, bias))
+            halves = list(half_subsamples(len(z), n_rep, rng, lab))
+            reps.append(_pid_replicates(z, f.dims, measures, bias, halves))
     f0 = parts[0][0][0]
     extra = {"scheme": "crossfit", "n_folds": n_folds if fit_data is None else 0,
              "n_seeds": n_seeds, "n_bootstrap": n_rep, "bias_correction": bias,
@@ -176,9 +176,7 @@ def _crossfit(data, fit_data, fitted, measures, measure, n_rep, n_seeds, n_folds
         point = mean_pid(splits)
         ci = None
         if not no_ci and (n_rep >= 2 or n_seeds >= 2):
-            rep = np.array(
-                [[getattr(mean_pid([d[m] for d in r]), k) for k in CI_KEYS] for r in reps]
-            )
+            rep = np.mean([r[m] for r in reps], axis=0)  # each replicate's mean over folds
             between = np.array([[getattr(p, k) for k in CI_KEYS] for p in splits])
             ci = wald_ci(
                 point, rep.reshape(-1, len(CI_KEYS)), between, level, float(np.mean(factors))

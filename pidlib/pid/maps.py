@@ -17,6 +17,7 @@ import torch
 
 from pidlib.pid.flow_nets import OBJECTIVES, FlowConfig, _n_val, _ProductFlow, _train
 from pidlib.pid.gaussian import gaussian_pid
+from pidlib.pid.gaussian_batch import KEYS, pid_vectors
 from pidlib.pid.preprocessing import MarginalGaussianizer, PCAFit, fit_pca
 from pidlib.pid.result import PID, measures_of
 
@@ -201,7 +202,39 @@ def _pids(z: np.ndarray, dims: tuple, measures: Sequence[str], bias: bool) -> di
     return {m: gaussian_pid(cov, dims, m, n=len(z) if bias else None) for m in measures}
 
 
-def _drop_constant_directions(z: np.ndarray, dims: tuple, tol: float = 1e-9) -> tuple:
+def _pid_replicates(
+    z: np.ndarray, dims: tuple, measures: Sequence[str], bias: bool, subsets: Sequence[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``{measure: (R, 7)}``: :func:`_pids` of ``z[idx]`` for each of the ``R`` row index arrays
+    ``subsets`` (all of one size), as vectors in :data:`~pidlib.pid.gaussian_batch.KEYS` order,
+    their covariances and PIDs computed stacked (the half-subsamples of an interval). A subset
+    with a constant latent direction goes through :func:`_pids` (which drops it)."""
+    if not len(subsets):
+        return {m: np.zeros((0, len(KEYS))) for m in measures}
+    rows = z[np.stack(subsets)]
+    centred = rows - rows.mean(1, keepdims=True)
+    covs = centred.transpose(0, 2, 1) @ centred / (rows.shape[1] - 1)
+    edges = np.cumsum((0, *dims))
+    full = np.ones(len(covs), bool)
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        w = np.linalg.eigvalsh(covs[:, a:b, a:b])
+        full &= (w > _CONSTANT_TOL * np.maximum(w.max(1), 1e-300)[:, None]).all(1)
+    out = {m: np.zeros((len(covs), len(KEYS))) for m in measures}
+    if full.any():
+        got = pid_vectors(covs[full], dims, measures, rows.shape[1] if bias else None)
+        for m in measures:
+            out[m][full] = got[m]
+    for r in np.flatnonzero(~full):
+        for m, pid in _pids(rows[r], dims, measures, bias).items():
+            out[m][r] = [getattr(pid, k) for k in KEYS]
+    return out
+
+
+#: Relative variance below which a latent direction counts as constant.
+_CONSTANT_TOL = 1e-9
+
+
+def _drop_constant_directions(z: np.ndarray, dims: tuple, tol: float = _CONSTANT_TOL) -> tuple:
     """Project each variable's latent block onto its directions of non-zero sample variance.
 
     A direction with (numerically) zero variance is constant on these rows and carries no

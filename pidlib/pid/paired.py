@@ -21,7 +21,7 @@ from scipy import stats
 
 from pidlib.pid.flow import _check_int
 from pidlib.pid.flow_nets import FlowConfig
-from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _pids, fit_maps
+from pidlib.pid.maps import FitStore, PIDFlow, _as_data, _pid_replicates, _pids, fit_maps
 from pidlib.pid.result import measures_of
 from pidlib.pid.uncertainty import (
     CI_KEYS,
@@ -151,12 +151,12 @@ def pid_flow_difference(
         parts.append(split)
     names = ["clean run", *variants]
 
-    def pids(z: dict, idx: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+    def pids(z: dict) -> dict[str, dict[str, np.ndarray]]:
         out = {}
         for name in names:
             dims, lat = z[name]
-            res = _pids(lat if idx is None else lat[idx], dims, measures, bias_correction)
-            out[name] = {m: _vector(p) for m, p in res.items()}
+            out[name] = {m: _vector(p) for m, p in _pids(lat, dims, measures,
+                                                          bias_correction).items()}  # fmt: skip
         return out
 
     # split estimates (S, K) per run and measure: the mean over the split's folds
@@ -169,15 +169,17 @@ def pid_flow_difference(
     if no_ci:
         warnings.warn(no_ci, stacklevel=2)
     rng = np.random.default_rng([seed, 7919])  # the same stream as pid_flow's half-subsamples
-    reps: list[list[dict]] = [[] for _ in range(n_rep)]
+    reps: list[dict] = []  # per split and fold: {run: {measure: (n_rep, K)}}
     factors = []
     for split in parts:
         for z, lab in split:
             size = len(z["clean run"][1])
             m = half_size(size, lab)
             factors.append(m / (size - m))
-            for r, idx in enumerate(half_subsamples(size, n_rep, rng, lab)):
-                reps[r].append(pids(z, idx))
+            halves = list(half_subsamples(size, n_rep, rng, lab))
+            reps.append({name: _pid_replicates(z[name][1], z[name][0], measures,
+                                               bias_correction, halves)
+                         for name in names})  # fmt: skip
     factor = float(np.mean(factors))
     has_ci = not no_ci and (n_rep >= 2 or n_seeds >= 2)
     info = {"scheme": "crossfit", "n_folds": n_folds, "n_seeds": n_seeds, "n_bootstrap": n_rep,
@@ -190,7 +192,7 @@ def pid_flow_difference(
 
             def stack(run: str, m: str = m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 between = np.array([np.mean([f[run][m] for f in split], 0) for split in per_fold])
-                rep = np.array([np.mean([f[run][m] for f in r], 0) for r in reps])
+                rep = np.mean([r[run][m] for r in reps], axis=0)
                 return between.mean(0), between, rep.reshape(-1, len(CI_KEYS))
 
             (pc, bc, rc), (pk, bk, rk) = stack("clean run"), stack(variant)
