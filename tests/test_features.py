@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -385,10 +386,29 @@ def test_extraction_runs_on_the_profiles_threads_and_restores_them(monkeypatch, 
     monkeypatch.setattr("pidlib.book.inputs.load_model", lambda *a, **k: object())
     monkeypatch.setattr("pidlib.book.inputs.source_fingerprint", lambda *a, **k: None)
     before = torch.get_num_threads()
-    profile = load_profile("smoke", tasks=["ChooseAttr"], parallel={"threads": before + 1})
+    profile = load_profile("smoke", models=["tiny-llava-1.5"], tasks=["ChooseAttr"],
+                           parallel={"threads": before + 1})  # fmt: skip
     with pytest.raises(RuntimeError, match="stop here"):
         load_features(profile, samples={"ChooseAttr": samples}, cache=False, progress=False)
     assert seen == [before + 1] and torch.get_num_threads() == before
+
+
+def test_extraction_on_workers_equals_the_serial_run():
+    """A CPU profile's missing (model, task) features run on its workers (each loading the
+    committed embedded model itself) and equal those of a serial run, in the profile's order."""
+    profile = load_profile("smoke", tasks=["ChooseAttr", "QueryAttr"], samples_per_task=10,
+                           batch_size=4, correct_only=False)  # fmt: skip
+    rows = {t: s[:6] for t, s in load_samples(profile, cache=False).items()}
+    serial = dataclasses.replace(
+        profile, parallel=dataclasses.replace(profile.parallel, backend="sequential")
+    )
+    one = load_features(serial, samples=rows, cache=False, progress=False)
+    two = load_features(profile, samples=rows, cache=False, progress=False)
+    assert list(one) == list(two) == [(m, t) for m in profile.models for t in profile.tasks]
+    for key, a in one.items():
+        np.testing.assert_array_equal(a.V, two[key].V)
+        np.testing.assert_array_equal(a.L, two[key].L)
+        np.testing.assert_array_equal(a.Y, two[key].Y)
 
 
 def _no_model(*args, **kwargs):

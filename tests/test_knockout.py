@@ -437,3 +437,32 @@ def test_knockout_forwards_on_workers_equal_the_serial_run(tmp_path, monkeypatch
 
 def _no_model_here(*args, **kwargs):
     raise AssertionError("a model was loaded although its knockout features are cached")
+
+
+def test_sweep_on_workers_equals_the_serial_run(tmp_path, monkeypatch):
+    """The windowed sweep's (model, task, window) tables missing from the cache run on the CPU
+    workers and equal a serial run's; a warm read loads no model."""
+    import pandas as pd
+
+    from pidlib.book.inputs import load_features, load_samples
+    from pidlib.book.knockouts import ChapterModels, sweep_table
+    from pidlib.config.profiles import load_profile
+
+    monkeypatch.setenv("PIDBOOK_CACHE", str(tmp_path / "cache"))
+    profile = load_profile("smoke", tasks=["ChooseAttr"], samples_per_task=10,
+                           knockout={"stride": 4, "windows": [1, 3]})  # fmt: skip
+    samples = {t: s[:10] for t, s in load_samples(profile, cache=False).items()}
+    clean = load_features(profile, samples=samples, cache=False, progress=False)
+    serial = dataclasses.replace(
+        profile, parallel=dataclasses.replace(profile.parallel, backend="sequential")
+    )
+    one = sweep_table(serial, samples, clean, 4, ChapterModels(serial))
+    monkeypatch.setenv("PIDBOOK_CACHE", str(tmp_path / "cache2"))
+    two = sweep_table(profile, samples, clean, 4, ChapterModels(profile))
+    # models x windows x questions x flows x centres
+    assert len(one) == 2 * 2 * 4 * len(profile.knockout.flows) * 2
+    pd.testing.assert_frame_equal(one, two)
+    monkeypatch.setattr("pidlib.book.knockouts.load_model", _no_model_here)
+    monkeypatch.setattr("pidlib.book.workers.load_model", _no_model_here)
+    pd.testing.assert_frame_equal(sweep_table(profile, samples, clean, 4, ChapterModels(profile)),
+                                  one)  # fmt: skip

@@ -1,5 +1,5 @@
-"""What the chapters read: a profile's questions and their features per (model, task), and the
-(the profile-to-features pipeline)."""
+"""What the chapters read: a profile's questions and their features per (model, task) (the
+profile-to-features pipeline)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pidlib.book.workers import run_model_calls
 from pidlib.config.profiles import DatasetSpec, Profile
 from pidlib.core.cache import ArrayCache, cache_key, open_cache
 from pidlib.core.paths import REPO_ROOT
 from pidlib.core.stages import stage
-from pidlib.core.threads import pinned_threads
 from pidlib.data.tasks import Sample, validate_tasks
 from pidlib.extract.features import Features, cached_features, extract_features
 from pidlib.models.fingerprint import source_fingerprint
@@ -205,6 +206,8 @@ def load_features(
     ``samples`` default to :func:`load_samples` (``oversample``). Features come from
     :func:`~pidlib.extract.features.extract_features`; a model is loaded only when one of its
     chunks is missing from the cache, so a book built without a GPU reads what a GPU run computed.
+    On a CPU profile the missing (model, task) pairs run on its local workers
+    (:func:`~pidlib.book.workers.run_model_calls`); on a GPU, here, one model at a time.
     ``progress``: bars over samples; None (the default) shows them only when stderr is a
     terminal, so an executed chapter holds none.
     """
@@ -223,26 +226,35 @@ def load_features(
             "max_new_tokens": max_new_tokens, "correct_only": profile.correct_only,
             "target": profile.target}  # fmt: skip
     out: dict[tuple[str, str], Features] = {}
+    missing: list[tuple[str, str]] = []
     for name in profile.models:
         ident = source_fingerprint(name, dtype=profile.dtype, device=profile.device)
-        loaded = None
         for task in profile.tasks:
             if task not in samples:
                 raise ValueError(f"load_features: no samples for task {task}")
-            if loaded is None and ident is not None:
-                got = cached_features(ident, name, samples[task], cache=store or False,
-                                      progress=progress, **opts)  # fmt: skip
-                if got is not None:
-                    out[name, task] = got
-                    continue
-            if loaded is None:
-                with stage("model loading"):
-                    loaded = load_model(name, dtype=profile.dtype, device=profile.device)
-            with stage("feature extraction"), pinned_threads(profile.parallel.threads):
-                out[name, task] = extract_features(
-                    loaded, samples[task], cache=store or False, progress=progress, **opts
-                )
-        del loaded
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return out
+            got = None if ident is None else cached_features(
+                ident, name, samples[task], cache=store or False, progress=progress, **opts
+            )  # fmt: skip
+            if got is None:
+                missing.append((name, task))
+            else:
+                out[name, task] = got
+    loaded: dict[str, Any] = {}  # the one model the chapter's process holds (GPU: memory)
+
+    def local(name: str) -> Any:
+        if name not in loaded:
+            loaded.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            with stage("model loading"):
+                loaded[name] = load_model(name, dtype=profile.dtype, device=profile.device)
+        return loaded[name]
+
+    calls = [(name, extract_features, (samples[task],),
+              {"cache": store or False, "progress": progress, **opts})
+             for name, task in missing]  # fmt: skip
+    if calls:
+        with stage("feature extraction"):
+            out.update(zip(missing, run_model_calls(profile, calls, local), strict=True))
+    loaded.clear()
+    return {(name, task): out[name, task] for name in profile.models for task in profile.tasks}

@@ -6,7 +6,6 @@ import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -14,11 +13,11 @@ from pidlib.analysis.claims import Claim, knockout_claims
 from pidlib.analysis.paired import layerwise_difference
 from pidlib.analysis.summaries import knockout_per_task
 from pidlib.book.inputs import load_features, load_samples
+from pidlib.book.workers import run_model_calls
 from pidlib.config.profiles import Profile
-from pidlib.core.cache import cached_table
+from pidlib.core.cache import ArrayCache, cache_key, cached_table
 from pidlib.core.stages import stage
 from pidlib.core.threads import pinned_threads
-from pidlib.core.watchdog import local_workers
 from pidlib.data.tasks import Sample
 from pidlib.extract.features import Features
 from pidlib.interventions.knockout import cached_knockout_features, knockout_features
@@ -39,6 +38,8 @@ SWEEP_CODE: tuple[str, ...] = (
     "pidlib.models.prompt",
 )
 
+#: Cache kind (and stage name) of a sweep table.
+_SWEEP = "knockout-sweep"
 _SWEEP_COLUMNS = [
     "model", "task", "flow", "window", "center", "layers", "first_layer", "last_layer",
     "n_layers", "p_clean", "p_ko", "rel_change", "correct_clean", "correct_ko",
@@ -71,18 +72,9 @@ class ChapterModels:
         On a GPU they run here, one model in memory at a time."""
         out = [self.cached_knockout_features(name, rows, flow, **kwargs) for name, rows in jobs]
         todo = [i for i, got in enumerate(out) if got is None]
-        par = self.profile.parallel
-        if len(todo) > 1 and self.profile.device == "cpu" and par.backend != "sequential":
-            opts = {**kwargs, "progress": False}
-            job = joblib.delayed(_knockout_job)
-            calls = [job(jobs[i][0], self.profile.dtype, par.threads, jobs[i][1], flow, opts)
-                     for i in todo]  # fmt: skip
-            with local_workers(min(par.n_jobs, len(todo)) if par.n_jobs > 0 else par.n_jobs):
-                for i, got in zip(todo, joblib.Parallel()(calls), strict=True):
-                    out[i] = got
-        else:
-            for i in todo:
-                out[i] = knockout_features(self(jobs[i][0]), jobs[i][1], flow, **kwargs)
+        calls = [(jobs[i][0], knockout_features, (jobs[i][1], flow), kwargs) for i in todo]
+        for i, got in zip(todo, run_model_calls(self.profile, calls, self), strict=True):
+            out[i] = got
         return out
 
     def cached_knockout_features(
@@ -94,20 +86,6 @@ class ChapterModels:
                                                                      **kwargs)  # fmt: skip
 
 
-#: Models loaded in a worker process by :func:`_knockout_job`, by (name, dtype).
-_WORKER_MODELS: dict[tuple[str, str], LoadedModel] = {}
-
-
-def _knockout_job(
-    name: str, dtype: str, threads: int, samples: Sequence[Sample], flow: str, kwargs: dict
-) -> Features:
-    """One (model, task)'s knockout forwards in a CPU worker process (its model loaded once)."""
-    with pinned_threads(threads):
-        if (name, dtype) not in _WORKER_MODELS:
-            _WORKER_MODELS[name, dtype] = load_model(name, dtype=dtype, device="cpu")
-        return knockout_features(_WORKER_MODELS[name, dtype], samples, flow, **kwargs)
-
-
 def correct_samples(
     samples: Sequence[Sample], features: Features, limit: int | None = None
 ) -> list[Sample]:
@@ -115,6 +93,18 @@ def correct_samples(
     order, the first ``limit`` of them."""
     by_qid = {s.qid: s for s in samples}
     return [by_qid[q] for q in list(features.qid[:limit])]
+
+
+def _sweep_rows(
+    loaded: LoadedModel, samples: Sequence[Sample], flows: Sequence[str], stride: int,
+    window: int, batch_size: int, model: str, task: str,
+) -> pd.DataFrame:  # fmt: skip
+    """One (model, task, window size) of :func:`sweep_table` (runs in a worker on a CPU)."""
+    centers = list(range(0, loaded.num_layers, stride))
+    res = sweep(loaded, samples, flows, centers, window=window, batch_size=batch_size)
+    per = res.per_sample.assign(model=model, task=task, window=window,
+                                n_layers=loaded.num_layers)  # fmt: skip
+    return per[_SWEEP_COLUMNS].astype({"center": int, "layers": str})
 
 
 def sweep_table(
@@ -126,29 +116,26 @@ def sweep_table(
 ) -> pd.DataFrame:
     """Zhang et al.'s windowed sweep (the profile's flows, each of its window sizes, centres every
     ``stride`` layers) on the first ``n`` correctly answered questions of every (model, task):
-    one row per sample, flow, window size and centre."""
-
-    def run(name: str, task: str, k: int) -> pd.DataFrame:
-        loaded = models(name)
-        centers = list(range(0, loaded.num_layers, profile.knockout.stride))
-        with pinned_threads(profile.parallel.threads):
-            res = sweep(loaded, correct_samples(samples[task], clean[name, task], n),
-                        profile.knockout.flows, centers, window=k,
-                        batch_size=profile.batch_size)  # fmt: skip
-        per = res.per_sample.assign(model=name, task=task, window=k, n_layers=loaded.num_layers)
-        return per[_SWEEP_COLUMNS].astype({"center": int, "layers": str})
-
-    tables = []
-    for name in profile.models:
-        for task in profile.tasks:
-            for k in profile.knockout.windows:
-                params = {"columns": 3, "model": name, "task": task, "n": n, "window": k,
-                          "flows": list(profile.knockout.flows),
-                          "stride": profile.knockout.stride,
-                          "features": clean[name, task].info.get("cache_keys", [])}  # fmt: skip
-                tables.append(cached_table("knockout-sweep", params,
-                                           lambda m=name, t=task, k=k: run(m, t, k),
-                                           SWEEP_CODE))  # fmt: skip
+    one row per sample, flow, window size and centre. Cached per (model, task, window size);
+    those missing run on the profile's workers (:func:`~pidlib.book.workers.run_model_calls`)."""
+    ko = profile.knockout
+    plan = [(name, task, k, {"columns": 3, "model": name, "task": task, "n": n, "window": k,
+                             "flows": list(ko.flows), "stride": ko.stride,
+                             "features": clean[name, task].info.get("cache_keys", [])})
+            for name in profile.models for task in profile.tasks for k in ko.windows]  # fmt: skip
+    store = ArrayCache()
+    todo = [i for i, (*_, params) in enumerate(plan)
+            if store.load(_SWEEP, cache_key(_SWEEP, params, SWEEP_CODE)) is None]  # fmt: skip
+    calls = [(plan[i][0], _sweep_rows,
+              (correct_samples(samples[plan[i][1]], clean[plan[i][0], plan[i][1]], n), ko.flows,
+               ko.stride, plan[i][2], profile.batch_size, *plan[i][:2]), {})
+             for i in todo]  # fmt: skip
+    done = {}
+    if calls:
+        with stage(_SWEEP):
+            done = dict(zip(todo, run_model_calls(profile, calls, models), strict=True))
+    tables = [cached_table(_SWEEP, params, lambda i=i: done[i], SWEEP_CODE, store)
+              for i, (*_, params) in enumerate(plan)]  # fmt: skip
     return pd.concat(tables, ignore_index=True)
 
 
