@@ -393,9 +393,10 @@ def test_extraction_runs_on_the_profiles_threads_and_restores_them(monkeypatch, 
     assert seen == [before + 1] and torch.get_num_threads() == before
 
 
-def test_extraction_on_workers_equals_the_serial_run():
+def test_extraction_on_workers_equals_the_serial_run(monkeypatch):
     """A CPU profile's missing (model, task) features run on its workers (each loading the
     committed embedded model itself) and equal those of a serial run, in the profile's order."""
+    monkeypatch.setattr("pidlib.book.workers.MIN_FORWARDS", 0)  # these few forwards too
     profile = load_profile("smoke", tasks=["ChooseAttr", "QueryAttr"], samples_per_task=10,
                            batch_size=4, correct_only=False)  # fmt: skip
     rows = {t: s[:6] for t, s in load_samples(profile, cache=False).items()}

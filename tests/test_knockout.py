@@ -408,6 +408,7 @@ def test_a_one_layer_window_blocks_only_that_layer():
 def test_knockout_forwards_on_workers_equal_the_serial_run(tmp_path, monkeypatch):
     """The book's knockout forwards missing from the cache run on the profile's CPU workers
     (each loads the committed embedded model itself) and give the serial run's features."""
+    monkeypatch.setattr("pidlib.book.workers.MIN_FORWARDS", 0)  # these few forwards too
     from pidlib.book.inputs import load_samples
     from pidlib.book.knockouts import ChapterModels
     from pidlib.config.profiles import load_profile
@@ -442,6 +443,7 @@ def _no_model_here(*args, **kwargs):
 def test_sweep_on_workers_equals_the_serial_run(tmp_path, monkeypatch):
     """The windowed sweep's (model, task, window) tables missing from the cache run on the CPU
     workers and equal a serial run's; a warm read loads no model."""
+    monkeypatch.setattr("pidlib.book.workers.MIN_FORWARDS", 0)  # these few forwards too
     import pandas as pd
 
     from pidlib.book.inputs import load_features, load_samples
@@ -466,3 +468,22 @@ def test_sweep_on_workers_equals_the_serial_run(tmp_path, monkeypatch):
     monkeypatch.setattr("pidlib.book.workers.load_model", _no_model_here)
     pd.testing.assert_frame_equal(sweep_table(profile, samples, clean, 4, ChapterModels(profile)),
                                   one)  # fmt: skip
+
+
+def _pid_of(model):
+    import os
+
+    return model, os.getpid()
+
+
+def test_model_calls_below_the_worker_threshold_run_here():
+    """Too few forwards to pay for worker processes: the calls run in this process, in order,
+    with the models ``local`` gives."""
+    import os
+
+    from pidlib.book.workers import MIN_FORWARDS, run_model_calls
+    from pidlib.config.profiles import load_profile
+
+    calls = [("a", _pid_of, (), {}), ("b", _pid_of, (), {})]
+    got = run_model_calls(load_profile("smoke"), calls, str.upper, MIN_FORWARDS - 1)
+    assert got == [("A", os.getpid()), ("B", os.getpid())]

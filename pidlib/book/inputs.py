@@ -255,6 +255,7 @@ def load_features(
              for name, task in missing]  # fmt: skip
     if calls:
         with stage("feature extraction"):
-            out.update(zip(missing, run_model_calls(profile, calls, local), strict=True))
+            forwards = sum(len(samples[task]) for _, task in missing)
+            out.update(zip(missing, run_model_calls(profile, calls, local, forwards), strict=True))
     loaded.clear()
     return {(name, task): out[name, task] for name in profile.models for task in profile.tasks}

@@ -73,7 +73,8 @@ class ChapterModels:
         out = [self.cached_knockout_features(name, rows, flow, **kwargs) for name, rows in jobs]
         todo = [i for i, got in enumerate(out) if got is None]
         calls = [(jobs[i][0], knockout_features, (jobs[i][1], flow), kwargs) for i in todo]
-        for i, got in zip(todo, run_model_calls(self.profile, calls, self), strict=True):
+        forwards = sum(len(jobs[i][1]) for i in todo)
+        for i, got in zip(todo, run_model_calls(self.profile, calls, self, forwards), strict=True):
             out[i] = got
         return out
 
@@ -126,14 +127,19 @@ def sweep_table(
     store = ArrayCache()
     todo = [i for i, (*_, params) in enumerate(plan)
             if store.load(_SWEEP, cache_key(_SWEEP, params, SWEEP_CODE)) is None]  # fmt: skip
-    calls = [(plan[i][0], _sweep_rows,
-              (correct_samples(samples[plan[i][1]], clean[plan[i][0], plan[i][1]], n), ko.flows,
-               ko.stride, plan[i][2], profile.batch_size, *plan[i][:2]), {})
-             for i in todo]  # fmt: skip
+    calls, forwards = [], 0
+    for i in todo:
+        name, task, k, _ = plan[i]
+        rows = correct_samples(samples[task], clean[name, task], n)
+        args = (rows, ko.flows, ko.stride, k, profile.batch_size, name, task)
+        calls.append((name, _sweep_rows, args, {}))
+        # per question: one clean forward and one per flow and centre
+        centres = len(range(0, clean[name, task].n_layers, ko.stride))
+        forwards += len(rows) * (1 + len(ko.flows) * centres)
     done = {}
     if calls:
         with stage(_SWEEP):
-            done = dict(zip(todo, run_model_calls(profile, calls, models), strict=True))
+            done = dict(zip(todo, run_model_calls(profile, calls, models, forwards), strict=True))
     tables = [cached_table(_SWEEP, params, lambda i=i: done[i], SWEEP_CODE, store)
               for i, (*_, params) in enumerate(plan)]  # fmt: skip
     return pd.concat(tables, ignore_index=True)

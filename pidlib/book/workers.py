@@ -12,7 +12,7 @@ from pidlib.core.watchdog import local_workers
 from pidlib.models.load import load_model
 from pidlib.models.loaded import LoadedModel
 
-__all__ = ["ModelCall", "run_model_calls"]
+__all__ = ["MIN_FORWARDS", "ModelCall", "run_model_calls"]
 
 #: ``(model name, function, positional arguments, keyword arguments)``: the call
 #: ``function(model, *args, **kwargs)`` with the model loaded under the profile's settings.
@@ -30,20 +30,32 @@ def _in_worker(name: str, dtype: str, threads: int, fn: Callable, args: tuple, k
         return fn(_WORKER_MODELS[name, dtype], *args, **kw)
 
 
-def run_model_calls(
-    profile: Profile, calls: Sequence[ModelCall], local: Callable[[str], LoadedModel]
-) -> list[Any]:
-    """The results of ``calls`` (:data:`ModelCall`), in order.
+#: Fewest question forwards (over all calls) worth worker processes: a fresh worker imports
+#: torch and loads its models, 5-20 s beside a busy process, about the cost of 2,000 forwards of
+#: a tiny model here (the smoke book's 1,080 extraction forwards took 19 s on fresh workers).
+MIN_FORWARDS = 2000
 
-    On a CPU profile with local workers (``parallel.backend`` not "sequential") and more than one
-    call, they run on ``parallel.n_jobs`` worker processes at ``parallel.threads`` threads each,
-    every worker loading a model the first time a call needs it: the chapter's own process would
-    run them one after another while the workers idle. Otherwise (a GPU, or one call) they run
-    here in order, with the model from ``local(name)``, on ``parallel.threads`` threads.
-    Functions and arguments must pickle (module-level functions, plain data).
+
+def run_model_calls(
+    profile: Profile,
+    calls: Sequence[ModelCall],
+    local: Callable[[str], LoadedModel],
+    forwards: int,
+) -> list[Any]:
+    """The results of ``calls`` (:data:`ModelCall`), in order; ``forwards``: about how many
+    question forwards they make in all.
+
+    On a CPU profile with local workers (``parallel.backend`` not "sequential"), with more than
+    one call and at least :data:`MIN_FORWARDS` forwards, they run on ``parallel.n_jobs`` worker
+    processes at ``parallel.threads`` threads each, every worker loading a model the first time
+    a call needs it: the chapter's own process would run them one after another while the
+    workers idle. Otherwise (a GPU, one call, little work) they run here in order, with the
+    model from ``local(name)``, on ``parallel.threads`` threads. Functions and arguments must
+    pickle (module-level functions, plain data).
     """
     par = profile.parallel
-    if len(calls) > 1 and profile.device == "cpu" and par.backend != "sequential":
+    big = len(calls) > 1 and forwards >= MIN_FORWARDS
+    if big and profile.device == "cpu" and par.backend != "sequential":
         import joblib
 
         job = joblib.delayed(_in_worker)
