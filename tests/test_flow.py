@@ -84,19 +84,19 @@ def _load_reference_into_fused(ref, fused, cfg):
     multi = [v for v in range(3) if dims[v] > 1]
     with torch.no_grad():
         for b in range(cfg.n_blocks):
-            made = fused.made[b] if fused.has_maf else None
+            made = {k: v[b] for k, v in fused.made.items()} if fused.has_maf else None
             for v, d in enumerate(dims):
                 parts = list(ref.parts[v]._transforms)
                 per = 2 if d == 1 or cfg.transform == "spline" else 4
                 lu, spline = parts[per * b], parts[per * b + 1]
                 cols = slice(edges[v], edges[v + 1])
                 lower, upper = lu._create_lower_upper()
-                fused.lu_lower[b][cols, cols] = lower - torch.eye(d)
-                fused.lu_upper[b][cols, cols] = upper
-                fused.lu_diag[b][cols] = lu.unconstrained_upper_diag
-                fused.lu_bias[b][cols] = lu.bias
+                fused.lu_lower[b, cols, cols] = lower - torch.eye(d)
+                fused.lu_upper[b, cols, cols] = upper
+                fused.lu_diag[b, cols] = lu.unconstrained_upper_diag
+                fused.lu_bias[b, cols] = lu.bias
                 for name in ("widths", "heights", "slopes"):
-                    getattr(fused.splines[b], name)[cols] = getattr(spline, name)
+                    getattr(fused, name)[b, cols] = getattr(spline, name)
                 if made is None or d == 1:
                     continue
                 net = parts[per * b + 2].autoregressive_net
