@@ -314,3 +314,32 @@ def test_trajectory_correlation_aligns_on_relative_depth():
     )
     with pytest.raises(ValueError, match="two models"):
         trajectory_correlation(pd.concat([a, b]), ["a", "zzz"], atoms=["unique_1"])
+
+
+def _worker_pid(i):
+    import os
+
+    return os.getpid()
+
+
+def test_warm_workers_returns_at_once_and_later_jobs_reuse_the_workers():
+    """A chapter's warm-up starts its loky workers in the background; the PID jobs that follow
+    run on those same processes (none started anew)."""
+    import os
+    import time
+
+    import joblib
+
+    from pidlib.analysis import parallel
+    from pidlib.config.profiles import ParallelSpec
+
+    spec = ParallelSpec(backend="loky", n_jobs=2)
+    t0 = time.perf_counter()
+    parallel.warm_workers(spec)
+    assert time.perf_counter() - t0 < 5.0  # the imports happen in the workers, not here
+    warmed = set(parallel._WARMING[-1])  # waits for the warm-up calls
+    assert len(warmed) >= 1 and os.getpid() not in warmed
+    with parallel.backend(spec):
+        used = set(joblib.Parallel()(joblib.delayed(_worker_pid)(i) for i in range(8)))
+    assert used & warmed  # the same processes, warm
+    parallel.warm_workers(ParallelSpec(backend="sequential"))  # nothing to warm: no error

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pidlib.config.profiles import ParallelSpec
 from pidlib.core.watchdog import local_workers
 
-__all__ = ["backend"]
+__all__ = ["backend", "warm_workers"]
 
 
 @contextlib.contextmanager
@@ -46,3 +46,37 @@ def backend(parallel: ParallelSpec) -> Iterator[None]:
     # local worker processes end with this one, even after kill -9
     with local_workers(parallel.n_jobs, name):
         yield
+
+
+#: The warm-up calls in flight (kept referenced, so that they run to the end).
+_WARMING: list = []
+
+
+def _import_worker(models: bool) -> int:
+    """A worker's first call: import what the jobs need (torch, PID Flow; with ``models`` the
+    model code, transformers included), so that the first real job finds it loaded."""
+    import os
+
+    import pidlib.pid.flow  # noqa: F401  (torch too)
+
+    if models:
+        import pidlib.models.load  # noqa: F401
+    return os.getpid()
+
+
+def warm_workers(parallel: ParallelSpec, *, models: bool = False) -> None:
+    """Start ``parallel``'s local worker processes now, in the background, each importing
+    what the jobs need (:func:`_import_worker`); returns at once. A chapter calls it first,
+    so that the workers start while its own process draws questions or extracts features: a
+    fresh worker costs seconds (beside a busy process, about as much as the smoke book's PID
+    jobs), and joblib reuses the same workers for every later call with these settings. Does
+    nothing for other backends or one worker."""
+    import joblib
+
+    parallel.validate()
+    if parallel.backend != "loky" or parallel.n_jobs == 1:
+        return
+    with local_workers(parallel.n_jobs, "loky"):
+        n = joblib.effective_n_jobs(parallel.n_jobs)
+        calls = (joblib.delayed(_import_worker)(models) for _ in range(n))
+        _WARMING.append(joblib.Parallel(return_as="generator_unordered")(calls))
