@@ -190,7 +190,8 @@ charts.figure(
 
 # %%
 broja = cached_table("methods-broja-numeric", {"dys": [2, 3], "seeds": 5},
-                     broja_check.broja_numeric_check, validation.CODE)  # fmt: skip
+                     lambda: broja_check.broja_numeric_check(n_jobs=cfg.parallel.n_jobs),
+                     validation.CODE)  # fmt: skip
 broja.round(6)
 
 # %%
