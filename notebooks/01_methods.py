@@ -90,14 +90,12 @@ profile = "cpu"
 # %%
 from IPython.display import Markdown
 
-from pidlib.analysis.parallel import warm_workers
 from pidlib.book import charts
 from pidlib.config.profiles import load_profile
 from pidlib.core.cache import cached_table
 from pidlib.pid import broja_check, canonical, coverage, crosscheck, validation
 
 cfg = load_profile(profile)
-warm_workers(cfg.parallel)  # start the workers in the background
 seeds = list(range(cfg.pid.n_seeds))
 reps = cfg.coverage_reps
 Markdown(f"Profile **{cfg.name}**: {len(seeds)} seed(s) per setting.")

@@ -57,7 +57,6 @@ from pidlib.analysis.lastview import (
     probe_table,
 )
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.parallel import warm_workers
 from pidlib.analysis.robustness import (
     TARGET_LABELS,
     cheap_backend,
@@ -84,7 +83,6 @@ from pidlib.config.profiles import load_profile
 from pidlib.data.tasks import TASK_GQA_TYPES
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
-warm_workers(cfg.parallel, models=True)  # start the workers while this process reads
 features = load_features(cfg)
 pid = layerwise_pid(
     features, pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed

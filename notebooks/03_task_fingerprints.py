@@ -39,7 +39,6 @@ from IPython.display import Markdown
 from pidlib.analysis.claims import fingerprint_claims, record
 from pidlib.analysis.crosscheck import crosscheck_table
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.parallel import warm_workers
 from pidlib.analysis.summaries import (
     above_floor,
     fingerprint_spread,
@@ -52,7 +51,6 @@ from pidlib.book.priors import learned_prior_contrast
 from pidlib.config.profiles import load_profile
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
-warm_workers(cfg.parallel, models=True)  # start the workers while this process reads
 features = load_features(cfg)
 pid = layerwise_pid(
     features, pid_spec=cfg.pid, layers=cfg.layers, parallel=cfg.parallel, seed=cfg.seed

@@ -59,7 +59,6 @@ from IPython.display import Markdown
 
 from pidlib.analysis.claims import knockout_claims, record
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.parallel import warm_workers
 from pidlib.analysis.summaries import (
     interval_note,
     knockout_flow_summary,
@@ -74,7 +73,6 @@ from pidlib.config.profiles import load_profile
 from pidlib.interventions.sweep import summarize
 
 cfg = load_profile(profile, models=models, tasks=tasks, samples_per_task=samples_per_task)
-warm_workers(cfg.parallel, models=True)  # start the workers while this process reads
 samples = load_samples(cfg)
 clean_feats = load_features(cfg, samples=samples)
 clean = layerwise_pid(

@@ -40,7 +40,6 @@ from IPython.display import Markdown
 
 from pidlib.analysis.claims import prior_claim, record, verdict_text
 from pidlib.analysis.layerwise import layerwise_pid
-from pidlib.analysis.parallel import warm_workers
 from pidlib.analysis.seeds import (
     baseline_summary,
     correlation_baselines,
@@ -59,7 +58,6 @@ from pidlib.config.profiles import load_profile
 from pidlib.models.cards import embedded_cards, retrain_table
 
 cfg = load_profile(profile, samples_per_task=samples_per_task)
-warm_workers(cfg.parallel, models=True)  # start the workers while this process reads
 sets = dict(zip(cfg.seeds.set_labels(), cfg.seeds.matching(cfg.models), strict=True))
 if sets:
     pid = layerwise_pid(load_features(cfg), pid_spec=cfg.pid, layers=cfg.layers,

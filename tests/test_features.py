@@ -412,6 +412,27 @@ def test_extraction_on_workers_equals_the_serial_run(monkeypatch):
         np.testing.assert_array_equal(a.Y, two[key].Y)
 
 
+def test_workers_start_early_only_when_features_are_missing(
+    tiny_llava, samples, tmp_path, monkeypatch
+):
+    """A cold chapter starts its workers in the background as extraction begins; a warm read
+    starts none (they would only compete with it)."""
+    from pidlib.training.report import save_embedded
+
+    warmed = []
+    monkeypatch.setattr("pidlib.book.inputs.warm_workers", lambda *a, **k: warmed.append(k))
+    folder = save_embedded(tiny_llava, tmp_path / "model", {"description": "test"})
+    profile = load_profile("smoke", models=[str(folder)], tasks=["ChooseAttr"],
+                           samples_per_task=10, batch_size=2, correct_only=False)  # fmt: skip
+    store = ArrayCache(tmp_path / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer than samples_per_task samples
+        load_features(profile, samples={"ChooseAttr": samples}, cache=store, progress=False)
+        assert warmed == [{"models": True}]
+        load_features(profile, samples={"ChooseAttr": samples}, cache=store, progress=False)
+    assert len(warmed) == 1
+
+
 def _no_model(*args, **kwargs):
     raise AssertionError("the model was loaded although its features are cached")
 

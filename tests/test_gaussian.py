@@ -554,7 +554,8 @@ def test_pid_replicates_equal_the_pid_of_each_subsample():
 
 def test_broja_numeric_check_agrees_with_the_closed_form_on_any_number_of_workers():
     """The Methods chapter's check: a generic barrier optimiser reaches the closed-form BROJA
-    union information (from above, within its barrier's tolerance), and the table is the same on one or two workers."""
+    union information (from above, within its barrier's tolerance), and the table is the same
+    on one or two workers."""
     from pidlib.pid.broja_check import broja_numeric_check
 
     one = broja_numeric_check(dys=(2, 3), seeds=range(2))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from pidlib.analysis.parallel import warm_workers
 from pidlib.book.workers import run_model_calls
 from pidlib.config.profiles import DatasetSpec, Profile
 from pidlib.core.cache import ArrayCache, cache_key, open_cache
@@ -253,7 +254,8 @@ def load_features(
     calls = [(name, extract_features, (samples[task],),
               {"cache": store or False, "progress": progress, **opts})
              for name, task in missing]  # fmt: skip
-    if calls:
+    if calls:  # a cold chapter: its PID jobs will want the workers, so start them now
+        warm_workers(profile.parallel, models=True)
         with stage("feature extraction"):
             forwards = sum(len(samples[task]) for _, task in missing)
             out.update(zip(missing, run_model_calls(profile, calls, local, forwards), strict=True))
