@@ -52,27 +52,12 @@ def backend(parallel: ParallelSpec) -> Iterator[None]:
 _WARMING: list = []
 
 
-#: Growth of a worker's memory after its first call above which loky restarts it as leaking
-#: (its default is 300 MB). Workers keep the models they loaded (for the chapter's later
-#: calls) on purpose; measured from a warm-up call, that alone reached the default and
-#: restarted workers mid-chapter, losing their models and warning in the chapter's log.
-LEAK_BYTES = 2**31
-
-
 def _import_worker(models: bool) -> int:
     """A worker's first call: import what the jobs need (torch, PID Flow; with ``models`` the
-    model code, transformers included), so that the first real job finds it loaded; and raise
-    loky's leak threshold to :data:`LEAK_BYTES`."""
+    model code, transformers included), so that the first real job finds it loaded."""
     import os
 
-    from joblib.externals.loky import process_executor
-
     import pidlib.pid.flow  # noqa: F401  (torch too)
-
-    if hasattr(process_executor, "_MAX_MEMORY_LEAK_SIZE"):  # a private setting: if it exists
-        process_executor._MAX_MEMORY_LEAK_SIZE = max(
-            process_executor._MAX_MEMORY_LEAK_SIZE, LEAK_BYTES
-        )
 
     if models:
         import pidlib.models.load  # noqa: F401

@@ -8,7 +8,14 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["exit_with_parent", "local_workers"]
+__all__ = ["LEAK_BYTES", "exit_with_parent", "local_workers"]
+
+#: Growth of a worker's memory after its first call above which loky restarts it as leaking
+#: (its default is 300 MB). Workers keep the models they loaded for a chapter's later calls on
+#: purpose; measured from a light first call (a warm-up, or the Methods chapter's small BROJA
+#: check), that alone reached the default and restarted workers mid-chapter with jobs pending,
+#: losing their models, warning in the chapter's log and doubling a stage's time.
+LEAK_BYTES = 2**31
 
 
 def _parent_alive(parent: int, direct: bool) -> bool:
@@ -29,11 +36,18 @@ def exit_with_parent(parent: int, interval: float = 0.5) -> None:
 
     A joblib/loky worker initializer: orphaned workers would otherwise finish their jobs,
     writing cache entries, and idle for minutes holding their memory. POSIX only (a no-op
-    on Windows, where loky ends its workers itself).
+    on Windows, where loky ends its workers itself). It also raises loky's memory-leak
+    threshold in the worker to :data:`LEAK_BYTES`.
     """
     if os.name == "nt":
         return
     direct = os.getppid() == parent
+    with contextlib.suppress(ImportError):  # a private loky setting, where it exists
+        from joblib.externals.loky import process_executor
+
+        if hasattr(process_executor, "_MAX_MEMORY_LEAK_SIZE"):
+            limit = process_executor._MAX_MEMORY_LEAK_SIZE
+            process_executor._MAX_MEMORY_LEAK_SIZE = max(limit, LEAK_BYTES)
 
     def watch() -> None:
         while _parent_alive(parent, direct):
