@@ -65,11 +65,10 @@ class ChapterModels:
     ) -> list[Features]:
         """:func:`~pidlib.interventions.knockout.knockout_features` of every ``(model name,
         samples)`` in ``jobs``, in order, read from the cache without loading a model where every
-        chunk is there.
-        Those missing from the cache run on the profile's local worker processes (one thread
-        each, every worker loading the models it needs) when the profile runs on the CPU; the
-        chapter's process would otherwise run them one after another while the workers idle.
-        On a GPU they run here, one model in memory at a time."""
+        chunk is there. Those missing run through
+        :func:`~pidlib.book.workers.run_model_calls`: on a CPU profile's local workers (one
+        thread each, every worker loading the models it needs) when they are enough work for
+        them; otherwise, and on a GPU, here."""
         out = [self.cached_knockout_features(name, rows, flow, **kwargs) for name, rows in jobs]
         todo = [i for i, got in enumerate(out) if got is None]
         calls = [(jobs[i][0], knockout_features, (jobs[i][1], flow), kwargs) for i in todo]
