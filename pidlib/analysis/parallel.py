@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 from pidlib.config.profiles import ParallelSpec
@@ -48,7 +49,8 @@ def backend(parallel: ParallelSpec) -> Iterator[None]:
         yield
 
 
-#: The warm-up calls in flight (kept referenced, so that they run to the end).
+#: The warm-up calls, each read to its end by a daemon thread (an unread joblib generator
+#: warns at exit that its results went unused).
 _WARMING: list = []
 
 
@@ -81,4 +83,7 @@ def warm_workers(parallel: ParallelSpec, *, models: bool = False) -> None:
     with local_workers(parallel.n_jobs, "loky"):
         n = joblib.effective_n_jobs(parallel.n_jobs)
         calls = (joblib.delayed(_import_worker)(models) for _ in range(n))
-        _WARMING.append(joblib.Parallel(return_as="generator_unordered")(calls))
+        results = joblib.Parallel(return_as="generator_unordered")(calls)
+    pids: list[int] = []
+    _WARMING.append(pids)
+    threading.Thread(target=pids.extend, args=(results,), daemon=True).start()
