@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 __all__ = ["t_interval", "wilson_interval", "difference_interval"]
 
@@ -32,7 +32,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
         return m, math.nan, math.nan
     if np.allclose(v, m):
         return m, m, m
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    half = float(special.stdtrit(v.size - 1, 0.5 + level / 2) * v.std(ddof=1) / math.sqrt(v.size))
     return m, m - half, m + half
 
 
@@ -41,7 +41,7 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     _check_level(level)
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"wilson_interval: need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    z = stats.norm.ppf(0.5 + level / 2)
+    z = special.ndtri(0.5 + level / 2)
     p, d = k / n, 1 + z * z / n
     mid, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return (0.0 if k == 0 else mid - half), (1.0 if k == n else mid + half)

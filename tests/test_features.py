@@ -307,7 +307,11 @@ def test_minigqa_pools_are_cached_exactly(tmp_path, monkeypatch):
         raise AssertionError("drew a pool the cache holds")
 
     monkeypatch.setattr(questions, "generate", no_draw)
+    kept = load_samples(spec, **args)  # this process keeps the pools it read or drew
+    assert all(a is b for t in args["tasks"] for a, b in zip(kept[t], first[t], strict=True))
+    monkeypatch.setattr(inputs, "_POOLS", {})  # a new process: read from the cache
     warm = load_samples(spec, **args)
+    assert all(a is not b for t in args["tasks"] for a, b in zip(warm[t], first[t], strict=True))
     for t in args["tasks"]:
         assert samples_fingerprint(warm[t]) == samples_fingerprint(fresh[t])
         assert samples_fingerprint(first[t]) == samples_fingerprint(fresh[t])
@@ -317,6 +321,7 @@ def test_minigqa_pools_are_cached_exactly(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="drew"):  # another seed: not in the cache
         load_samples(DatasetSpec(split="test", seed=6), **args)
     monkeypatch.undo()
+    inputs._POOLS.clear()
     # an entry whose bytes are valid but hold no samples: drawn again, with a warning
     entry = next((tmp_path / inputs._POOL).iterdir())
     key = entry.name
@@ -327,6 +332,30 @@ def test_minigqa_pools_are_cached_exactly(tmp_path, monkeypatch):
         again = load_samples(spec, **args)
     for t in args["tasks"]:
         assert samples_fingerprint(again[t]) == samples_fingerprint(fresh[t])
+
+
+def test_samples_fingerprint_reuse_is_exact():
+    """The same sample objects get the fingerprint computed from their pixels; another
+    image (a new sample) or another order gets another; the memory is bounded."""
+    import dataclasses
+    import itertools
+
+    from PIL import Image
+
+    from pidlib.data import fingerprints
+
+    pools = load_samples(DatasetSpec(split="test", seed=3), tasks=["ChooseAttr"],
+                         samples_per_task=6, cache=False)["ChooseAttr"]  # fmt: skip
+    first = samples_fingerprint(pools)
+    assert samples_fingerprint(list(pools)) == first == fingerprints._fingerprint(pools)
+    blank = dataclasses.replace(pools[0], image=Image.new("RGB", pools[0].image.size))
+    changed = [blank, *pools[1:]]
+    assert samples_fingerprint(changed) == fingerprints._fingerprint(changed) != first
+    assert samples_fingerprint(pools[::-1]) == fingerprints._fingerprint(pools[::-1]) != first
+    orders = itertools.islice(itertools.permutations(pools, 5), fingerprints._SEEN_SIZE + 5)
+    for order in orders:
+        samples_fingerprint(order)
+    assert len(fingerprints._SEEN) == fingerprints._SEEN_SIZE
 
 
 def test_load_samples_minigqa_pools_and_errors():

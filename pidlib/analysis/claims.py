@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from pidlib.analysis.summaries import KNOCKOUT_TRANSFORMS
 from pidlib.core.paths import build_dir
@@ -244,12 +244,14 @@ def spearman_interval(x: Sequence[float], y: Sequence[float], level: float = 0.9
     n = len(x)
     if n < 3:
         return (math.nan,) * 4
+    from scipy import stats  # here: importing scipy.stats costs a chapter about 1 s
+
     r, p = stats.spearmanr(x, y)
     r, p = float(r), float(p)
     if n < 4 or not np.isfinite(r):
         return r, math.nan, math.nan, p
     z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
-    half = stats.norm.ppf(0.5 + level / 2) * math.sqrt(1.06 / (n - 3))
+    half = special.ndtri(0.5 + level / 2) * math.sqrt(1.06 / (n - 3))
     return r, float(np.tanh(z - half)), float(np.tanh(z + half)), p
 
 

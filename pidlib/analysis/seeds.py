@@ -17,7 +17,7 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from pidlib.analysis.claims import (
     Claim,
@@ -72,12 +72,12 @@ def widen_by(
         return math.nan, math.nan, math.nan
     if s_r == 0:
         return lo, hi, math.inf
-    z = stats.norm.ppf(0.5 + level / 2)
+    z = special.ndtri(0.5 + level / 2)
     halves, dfs = [], []
     for half_b in (max(value - lo, 0.0), max(hi - value, 0.0)):
         se = math.hypot(half_b / z, s_r)
         dfs.append(dof * (se / s_r) ** 4)
-        halves.append(float(stats.t.ppf(0.5 + level / 2, dfs[-1])) * se)
+        halves.append(float(special.stdtrit(dfs[-1], 0.5 + level / 2)) * se)
     return value - halves[0], value + halves[1], min(dfs)
 
 

@@ -31,6 +31,8 @@ DATASETS: tuple[str, ...] = ("minigqa", "gqa", "gqa-csv")
 #: Cache kind of a task's Mini-GQA question pool, and the code its key covers.
 _POOL = "minigqa-questions"
 _POOL_CODE: tuple[str, ...] = ("pidlib.data.minigqa", "pidlib.data.tasks")
+#: Mini-GQA pools read or drawn in this process, by (cache folder, key): see :func:`_pool`.
+_POOLS: dict[tuple[str, str], tuple[Sample, ...]] = {}
 
 
 def pool_size(samples_per_task: int, oversample: float) -> int:
@@ -169,27 +171,40 @@ def _pool(
     draw: Callable[[], list[Sample]],
 ) -> list[Sample]:  # fmt: skip
     """A task's Mini-GQA pool: ``draw()``, or the same samples from ``store`` (pickled with
-    their images, zlib-compressed: about 0.6 MB per 1,500 questions, read in 0.1 s)."""
+    their images, zlib-compressed: about 0.6 MB per 1,500 questions, read in 0.1 s). A pool
+    read or drawn once is kept for the process (:data:`_POOLS`): a chapter asks for its
+    pools about ten times, and each read unpickled every image again (4 s in a warm Seeds
+    chapter); the same sample objects also let feature reads reuse their fingerprints."""
     if store is None:
         return draw()
     params = {"task": task, "n": n, "split": spec.split, "seed": spec.seed, "prior": spec.prior}
     key = cache_key(_POOL, params, _POOL_CODE)
+    kept = _POOLS.get((str(store.root), key))
+    if kept is not None:
+        return list(kept)
     hit = store.load(_POOL, key)
-    if hit is not None:
-        try:
-            samples = pickle.loads(zlib.decompress(hit[0]["pickle"].tobytes()))  # noqa: S301
-            if isinstance(samples, list) and all(isinstance(x, Sample) for x in samples):
-                return samples
-            raise ValueError("the entry holds no list of samples")
-        except (pickle.UnpicklingError, zlib.error, ValueError, TypeError, AttributeError,
-                EOFError, KeyError) as err:  # fmt: skip
-            warnings.warn(f"a cached Mini-GQA pool ({task}) is unreadable ({err}); drawing it "
-                          "again", stacklevel=3)  # fmt: skip
-    samples = draw()
-    if hit is None:  # an unreadable entry is left for the cache's own checks to move aside
-        blob = zlib.compress(pickle.dumps(samples, protocol=pickle.HIGHEST_PROTOCOL), 1)
-        store.save(_POOL, key, {"pickle": np.frombuffer(blob, np.uint8)}, params)
+    samples = _unpickle_pool(hit[0], task) if hit is not None else None
+    if samples is None:
+        samples = draw()
+        if hit is None:  # an unreadable entry is left for the cache's own checks to move aside
+            blob = zlib.compress(pickle.dumps(samples, protocol=pickle.HIGHEST_PROTOCOL), 1)
+            store.save(_POOL, key, {"pickle": np.frombuffer(blob, np.uint8)}, params)
+    _POOLS[str(store.root), key] = tuple(samples)
     return samples
+
+
+def _unpickle_pool(arrays: Mapping[str, np.ndarray], task: str) -> list[Sample] | None:
+    """The samples of a stored pool, or ``None`` (warned) when the entry is unreadable."""
+    try:
+        samples = pickle.loads(zlib.decompress(arrays["pickle"].tobytes()))  # noqa: S301
+        if isinstance(samples, list) and all(isinstance(x, Sample) for x in samples):
+            return samples
+        raise ValueError("the entry holds no list of samples")
+    except (pickle.UnpicklingError, zlib.error, ValueError, TypeError, AttributeError,
+            EOFError, KeyError) as err:  # fmt: skip
+        warnings.warn(f"a cached Mini-GQA pool ({task}) is unreadable ({err}); drawing it "
+                      "again", stacklevel=4)  # fmt: skip
+        return None
 
 
 def load_features(

@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 import time
+from functools import cache
 from importlib import metadata
 from typing import Any
 
@@ -37,14 +38,22 @@ def _git_commit() -> str:
     return (sha or "unknown") + ("-dirty" if dirty else "")
 
 
-def provenance() -> dict[str, Any]:
-    """Git commit, package versions, Python, platform and hardware: stored with every result."""
-    versions = {}
+@cache
+def _versions() -> tuple[tuple[str, str | None], ...]:
+    """The installed versions of :data:`PACKAGES`, read once per process (each read scans the
+    installed distributions: about 1.7 ms, and a chapter records provenance about 100 times)."""
+    out = []
     for pkg in PACKAGES:
         try:
-            versions[pkg] = metadata.version(pkg)
+            out.append((pkg, metadata.version(pkg)))
         except metadata.PackageNotFoundError:
-            versions[pkg] = None
+            out.append((pkg, None))
+    return tuple(out)
+
+
+def provenance() -> dict[str, Any]:
+    """Git commit, package versions, Python, platform and hardware: stored with every result."""
+    versions = dict(_versions())
     hw: dict[str, Any] = {"cpus": os.cpu_count(), "machine": platform.machine()}
     if "torch" in sys.modules:
         import torch

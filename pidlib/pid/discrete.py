@@ -46,11 +46,6 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from pidlib.pid.broja import pmf_pid
@@ -95,6 +90,8 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     k = min(k, len(np.unique(x, axis=0)))
     if k < 2:
         return np.zeros(len(x), dtype=np.int64)
+    from sklearn.cluster import KMeans  # here, as the probes below: see _probe_codes
+
     with threadpool_limits(limits=1):
         return KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x).labels_
 
@@ -110,6 +107,12 @@ def _probe_codes(
             f"probe discretisation: every class of y needs >= n_folds={n_folds} rows for the "
             f"cross-fitting; class counts are {counts.tolist()}"
         )
+    # imported here: sklearn costs a chapter that reads its cross-checks from the cache 1.4 s
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     proba = np.zeros((len(y), len(counts)))
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     with threadpool_limits(limits=1):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from pidlib.pid.flow import _check_int
 from pidlib.pid.flow_nets import FlowConfig
@@ -70,7 +70,7 @@ def _variance(reps: np.ndarray, between: np.ndarray, factor: float) -> np.ndarra
 
 
 def _interval(point: np.ndarray, var: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
-    half = float(stats.norm.ppf(0.5 + level / 2)) * np.sqrt(var)
+    half = float(special.ndtri(0.5 + level / 2)) * np.sqrt(var)
     return {k: (float(p - h), float(p + h)) for k, p, h in zip(CI_KEYS, point, half, strict=True)}
 
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from pidlib.pid.result import PID
 
@@ -146,7 +146,7 @@ def wald_ci(
         var = factor * np.var(replicates, axis=0, ddof=1)
     if between is not None and len(between) > 1:
         var = var + np.var(between, axis=0, ddof=1) / len(between)
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = float(special.ndtri(0.5 + level / 2))
     se = np.sqrt(var)
     out = {}
     for j, k in enumerate(CI_KEYS):
