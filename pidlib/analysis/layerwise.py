@@ -191,7 +191,7 @@ def layerwise_pid(
     """
     import joblib
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     items = _as_list(features)
     fit_by = {(g.model, g.task): g for g in _as_list(fit_features)} if fit_features else {}

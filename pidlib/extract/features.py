@@ -249,7 +249,8 @@ def _collect(
 ) -> Features:  # fmt: skip
     """Features chunk by chunk from the cache, computing missing chunks (``_Missing`` when
     ``loaded`` is None)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: a bar shows on a terminal only, and in a kernel
+    # without ipywidgets tqdm.auto printed a warning into every chapter's log
 
     samples, task = _check(samples, opts)
     bs, limit, correct_only = opts["batch_size"], opts["limit"], opts["correct_only"]

@@ -117,7 +117,7 @@ def sweep(
     conditions = _conditions(flows, centers, window, n_layers)
     rows, clean_rows, memo = [], [], {}
     t0 = time.perf_counter()
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(total=len(samples), desc=f"knockout sweep {method}", disable=not progress)
     for i in range(0, len(samples), batch_size):

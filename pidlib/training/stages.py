@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from pidlib.data.tasks import validate_tasks
 from pidlib.training.data import Batch, ScenePool, TokenCache, build_sequence, collate
