@@ -487,3 +487,53 @@ def test_model_calls_below_the_worker_threshold_run_here():
     calls = [("a", _pid_of, (), {}), ("b", _pid_of, (), {})]
     got = run_model_calls(load_profile("smoke"), calls, str.upper, MIN_FORWARDS - 1)
     assert got == [("A", os.getpid()), ("B", os.getpid())]
+
+
+LAST_FLOWS = ["image->last", "question->last", "last->last"]
+
+
+@pytest.mark.parametrize("family", ["llava", "llava_next"])
+def test_knockouts_into_the_last_position_share_one_prefix_forward(
+    family, tiny_tokenizer, tiny_samples, make_image, tmp_path
+):
+    """Knockouts whose target is the last prompt position, computed together from one forward
+    of the rest of each prompt, give what one full knocked-out forward each gives: V and L bit
+    for bit (the clean ones), the last position's states and logits to float32 rounding, the
+    same answers; a windowed one too. Each lands in the cache under knockout_features's key."""
+    from pidlib.core.cache import ArrayCache
+    from pidlib.extract.features import extract_features
+    from pidlib.interventions.knockout import cached_knockout_features, knockout_features_group
+    from pidlib.models.fingerprint import model_fingerprint
+
+    loaded = _tiny(family, tiny_tokenizer)
+    first = tiny_samples[0]  # one task; questions and images of different lengths: left padding
+    samples = [first,
+               dataclasses.replace(first, qid="t0b", question="Is the tall jar full or empty?",
+                                   image=make_image(40, 24, seed=9)),
+               dataclasses.replace(first, qid="t0c", image=make_image(24, 56, seed=2))]  # fmt: skip
+    specs = [*LAST_FLOWS, KnockoutSpec.windowed("image->last", center=3, k=1)]
+    kw = {"progress": False, "max_new_tokens": 2, "correct_only": False, "batch_size": 2}
+    clean = extract_features(loaded, samples, cache=False, **kw)
+    store = ArrayCache(tmp_path)
+    shared = knockout_features_group(loaded, samples, specs, cache=store, **kw)
+    for spec, got in zip(specs, shared, strict=True):
+        full = knockout_features(loaded, samples, spec, cache=False, **kw)
+        for k in ("V", "L"):
+            np.testing.assert_array_equal(getattr(got, k), getattr(full, k))
+            np.testing.assert_array_equal(getattr(got, k), getattr(clean, k))
+        np.testing.assert_allclose(got.option_logits, full.option_logits, atol=1e-4)
+        np.testing.assert_allclose(got.Last, full.Last, atol=1e-4)
+        np.testing.assert_array_equal(got.answer, full.answer)
+        assert not np.allclose(got.Last[:, -1], clean.Last[:, -1])  # the knockout acts
+        ident = model_fingerprint(loaded)
+        cached = cached_knockout_features(ident, loaded.name, samples, spec, cache=store, **kw)
+        np.testing.assert_array_equal(cached.option_logits, got.option_logits)
+
+
+def test_the_chapter_groups_only_flows_into_the_last_position():
+    from pidlib.book.knockouts import ChapterModels
+    from pidlib.config.profiles import load_profile
+
+    models = ChapterModels(load_profile("cpu"))
+    assert models.last_group("question->last") == ["question->last", "image->last", "last->last"]
+    assert models.last_group("image->question") == ["image->question"]

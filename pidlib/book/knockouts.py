@@ -20,7 +20,8 @@ from pidlib.core.stages import stage
 from pidlib.core.threads import pinned_threads
 from pidlib.data.tasks import Sample
 from pidlib.extract.features import Features
-from pidlib.interventions.knockout import cached_knockout_features, knockout_features
+from pidlib.interventions.knockout import cached_knockout_features, knockout_features_group
+from pidlib.interventions.spec import as_spec
 from pidlib.interventions.sweep import sweep
 from pidlib.models.fingerprint import source_fingerprint
 from pidlib.models.load import load_model
@@ -68,14 +69,26 @@ class ChapterModels:
         chunk is there. Those missing run through
         :func:`~pidlib.book.workers.run_model_calls`: on a CPU profile's local workers (one
         thread each, every worker loading the models it needs) when they are enough work for
-        them; otherwise, and on a GPU, here."""
+        them; otherwise, and on a GPU, here. A flow into the last position is computed with the
+        profile's other such flows (:meth:`last_group`), which land in the cache."""
         out = [self.cached_knockout_features(name, rows, flow, **kwargs) for name, rows in jobs]
         todo = [i for i, got in enumerate(out) if got is None]
-        calls = [(jobs[i][0], knockout_features, (jobs[i][1], flow), kwargs) for i in todo]
+        group = self.last_group(flow)
+        calls = [(jobs[i][0], _first_of_group, (jobs[i][1], group), kwargs) for i in todo]
         forwards = sum(len(jobs[i][1]) for i in todo)
         for i, got in zip(todo, run_model_calls(self.profile, calls, self, forwards), strict=True):
             out[i] = got
         return out
+
+    def last_group(self, flow: str) -> list[str]:
+        """``flow`` and, when its target is the last prompt position, the profile's other PID
+        flows into it: computed together, they share one forward of the rest of each prompt
+        (:func:`~pidlib.interventions.knockout.knockout_features_group`), and the chapter's
+        later flows read theirs from the cache."""
+        if as_spec(flow).target != "last":
+            return [flow]
+        return [flow, *(f for f in self.profile.knockout.pid_flows
+                        if f != flow and as_spec(f).target == "last")]  # fmt: skip
 
     def cached_knockout_features(
         self, name: str, samples: Sequence[Sample], flow: str, **kwargs
@@ -84,6 +97,14 @@ class ChapterModels:
         ident = source_fingerprint(name, dtype=self.profile.dtype, device=self.profile.device)
         return None if ident is None else cached_knockout_features(ident, name, samples, flow,
                                                                      **kwargs)  # fmt: skip
+
+
+def _first_of_group(
+    loaded: LoadedModel, samples: Sequence[Sample], flows: Sequence[str], **kwargs
+) -> Features:
+    """The knockout features of ``flows[0]``, computed with the rest of ``flows`` (which are
+    cached, not returned: a worker sends back only what was asked)."""
+    return knockout_features_group(loaded, samples, flows, **kwargs)[0]
 
 
 def correct_samples(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from pidlib.models.prompt import Encoded, encode
 if TYPE_CHECKING:
     from pidlib.models.loaded import LoadedModel
 
-__all__ = ["CODE", "Features", "extract_features", "cached_features"]
+__all__ = ["CODE", "Features", "extract_features", "extract_features_last", "cached_features"]
 
 #: Modules whose source is part of every feature cache key (the "code version").
 CODE: tuple[str, ...] = (
@@ -175,6 +176,60 @@ def _run_batch(
     with ctx, attached(pooler.hooks()):
         out = loaded.model(**enc.inputs, use_cache=max_new_tokens > 1, logits_to_keep=1)
     states, lasts = pooler.result()
+    return _answers(loaded, batch, enc, out, states, lasts, max_new_tokens, variants)
+
+
+#: Inputs laid out along the prompt (B, T): the prefix forward takes their first T - 1 columns.
+_ALONG_PROMPT = ("input_ids", "attention_mask", "position_ids")
+
+
+@torch.no_grad()
+def _run_batch_last(
+    loaded: LoadedModel,
+    batch: Sequence[Sample],
+    max_new_tokens: int,
+    interventions: Sequence[Callable[[Encoded], contextlib.AbstractContextManager]],
+    variants: dict,
+) -> list[dict[str, np.ndarray]]:
+    """What :func:`_run_batch` gives under each of ``interventions``, for interventions that
+    change the last prompt position only: one clean forward of every position but the last
+    (its pooled V and L, and its KV cache), then per intervention the last position alone on a
+    copy of that cache, inside the intervention, and the greedy continuation from there.
+
+    Under left padding the last position is the last column, and attention is causal, so no
+    earlier position sees it: V and L (pooled over the image block and the question span,
+    both before it) are the clean ones, and the prefix is computed once instead of once per
+    intervention."""
+    enc = encode(loaded, batch, padding_side="left")
+    ids = enc.inputs["input_ids"]
+    weights = pool_weights(enc, ids.shape[1])
+    if bool(weights[..., -1].any()):
+        raise ValueError("the last prompt position is inside the image block or question span")
+    decoder = decoder_module(loaded.model)
+    prefix = Pooler(decoder, weights[..., :-1])
+    inputs = {k: v[:, :-1] if k in _ALONG_PROMPT else v for k, v in enc.inputs.items()}
+    with attached(prefix.hooks()):
+        cache = loaded.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
+    states, _ = prefix.result()
+    step = {"input_ids": ids[:, -1:], "attention_mask": enc.inputs["attention_mask"],
+            "position_ids": enc.inputs["position_ids"][:, -1:]}  # fmt: skip
+    out = []
+    for intervention in interventions:
+        last = Pooler(decoder, weights[..., -1:])
+        with intervention(enc), attached(last.hooks()):
+            o = loaded.model(**step, past_key_values=copy.deepcopy(cache),
+                             use_cache=max_new_tokens > 1, logits_to_keep=1)  # fmt: skip
+        lasts = last.result()[1]
+        out.append(_answers(loaded, batch, enc, o, states, lasts, max_new_tokens, variants))
+    return out
+
+
+def _answers(
+    loaded: LoadedModel, batch: Sequence[Sample], enc: Encoded, out: Any, states: torch.Tensor,
+    lasts: torch.Tensor, max_new_tokens: int, variants: dict,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The arrays of one batch from its prompt forward ``out`` (logits at the last position,
+    the KV cache the greedy continuation decodes from) and the pooled and last states."""
     logits = out.logits[:, -1].float()
     first = logits.argmax(-1)
     gold_text = [normalize_answer(s.answer) for s in batch]
@@ -249,46 +304,82 @@ def _collect(
 ) -> Features:  # fmt: skip
     """Features chunk by chunk from the cache, computing missing chunks (``_Missing`` when
     ``loaded`` is None)."""
+    return _collect_runs(loaded, ident, name, samples, store, [(intervention, opts)], False,
+                         progress, stacklevel=5)[0]  # fmt: skip
+
+
+def _collect_runs(
+    loaded: LoadedModel | None, ident: Mapping[str, str], name: str, samples: Sequence[Sample],
+    store: ArrayCache | None, runs: Sequence[tuple[Callable | None, dict[str, Any]]],
+    last_only: bool, progress: bool, stacklevel: int,
+) -> list[Features]:  # fmt: skip
+    """:func:`_collect` for each ``(intervention, opts)`` of ``runs`` (the same samples and
+    options but the ``intervention_key``), one chunk at a time; ``last_only``: the interventions
+    change the last prompt position only, and each missing chunk is computed for every run at
+    once (:func:`_run_batch_last`). ``stacklevel``: that of a too-few-samples warning."""
     from tqdm import tqdm  # not tqdm.auto: a bar shows on a terminal only, and in a kernel
     # without ipywidgets tqdm.auto printed a warning into every chapter's log
 
+    opts = runs[0][1]
     samples, task = _check(samples, opts)
     bs, limit, correct_only = opts["batch_size"], opts["limit"], opts["correct_only"]
     size = bs * opts["chunk_batches"]
-    parts, keys, computed, variants = [], [], 0, {}
+    parts: list[list[dict]] = [[] for _ in runs]
+    keys: list[list[str]] = [[] for _ in runs]
+    computed, variants = 0, {}
     bar = tqdm(total=len(samples), desc=f"{name} {task}", unit="q", disable=not progress)
     try:
         for start in range(0, len(samples), size):
             chunk = samples[start : start + size]
-            params = {"model": ident, "task": task, "samples": samples_fingerprint(chunk),
-                      "n": len(chunk), "first_qid": chunk[0].qid, "batch_size": bs,
-                      "max_new_tokens": opts["max_new_tokens"], "store_dtype": opts["store_dtype"],
-                      "intervention": opts["intervention_key"]}  # fmt: skip
-            key = cache_key(_KIND, params, CODE)
-            hit = store.load(_KIND, key) if store is not None else None
-            if hit is not None:
-                arrays = hit[0]
+            params = [{"model": ident, "task": task, "samples": samples_fingerprint(chunk),
+                       "n": len(chunk), "first_qid": chunk[0].qid, "batch_size": bs,
+                       "max_new_tokens": opts["max_new_tokens"],
+                       "store_dtype": opts["store_dtype"],
+                       "intervention": o["intervention_key"]} for _, o in runs]  # fmt: skip
+            chunk_keys = [cache_key(_KIND, p, CODE) for p in params]
+            hits = [store.load(_KIND, k) if store is not None else None for k in chunk_keys]
+            if all(h is not None for h in hits):
+                got = [h[0] for h in hits]
                 bar.update(len(chunk))
             elif loaded is None:
-                raise _Missing(key)
+                raise _Missing(chunk_keys[hits.index(None)])
             else:
-                out = []
+                out: list[list[dict]] = [[] for _ in runs]
                 for i in range(0, len(chunk), bs):
-                    out.append(_run_batch(loaded, chunk[i : i + bs], opts["max_new_tokens"],
-                                          intervention, variants))  # fmt: skip
-                    bar.update(len(out[-1]["qid"]))
-                arrays = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
-                arrays = _store(arrays, opts["store_dtype"], ident["dtype"])
+                    rows, steps = chunk[i : i + bs], opts["max_new_tokens"]
+                    if last_only:
+                        done = _run_batch_last(loaded, rows, steps, [r[0] for r in runs], variants)
+                    else:
+                        done = [_run_batch(loaded, rows, steps, r[0], variants) for r in runs]
+                    for o, d in zip(out, done, strict=True):
+                        o.append(d)
+                    bar.update(len(rows))
+                got = [_store({k: np.concatenate([o[k] for o in batches]) for k in batches[0]},
+                              opts["store_dtype"], ident["dtype"]) for batches in out]  # fmt: skip
                 computed += 1
-                if store is not None:
-                    store.save(_KIND, key, arrays, params, {"model_name": name})
-            parts.append(arrays)
-            keys.append(key)
-            have = sum(int(p["correct"].sum()) if correct_only else len(p["qid"]) for p in parts)
+                for arrays, key, p in zip(got, chunk_keys, params, strict=True):
+                    if store is not None:
+                        store.save(_KIND, key, arrays, p, {"model_name": name})
+            for r, arrays in enumerate(got):
+                parts[r].append(arrays)
+                keys[r].append(chunk_keys[r])
+            have = min(sum(int(p["correct"].sum()) if correct_only else len(p["qid"]) for p in ps)
+                       for ps in parts)  # fmt: skip
             if limit is not None and have >= limit:
                 break
     finally:
         bar.close()
+    return [_assemble(name, task, ident, ps, ks, computed, o, stacklevel)
+            for ps, ks, (_, o) in zip(parts, keys, runs, strict=True)]  # fmt: skip
+
+
+def _assemble(
+    name: str, task: str, ident: Mapping[str, str], parts: list[dict], keys: list[str],
+    computed: int, opts: dict[str, Any], stacklevel: int,
+) -> Features:  # fmt: skip
+    """One run's chunks as :class:`Features` (the correct samples only where ``correct_only``,
+    the first ``limit``), with ``info``."""
+    limit, correct_only = opts["limit"], opts["correct_only"]
     # an entry written before ``Last`` existed has none: such features have Last = None
     names = (*_ARRAYS, "Last") if all("Last" in p for p in parts) else _ARRAYS
     cat = {k: np.concatenate([p[k] for p in parts]) for k in names}
@@ -303,8 +394,9 @@ def _collect(
     feats = Features(name, task, target=opts["target"], info=info,
                      **{k: cat[k][idx] for k in names})  # fmt: skip
     if limit is not None and feats.n < limit:
-        warnings.warn(f"{name} {task}: only {feats.n} of the {limit} requested "
-                      f"{'correct ' if correct_only else ''}samples", stacklevel=3)  # fmt: skip
+        what = "correct " if correct_only else ""
+        warnings.warn(f"{name} {task}: only {feats.n} of the {limit} requested {what}samples",
+                      stacklevel=stacklevel)  # fmt: skip
     return feats
 
 
@@ -360,6 +452,46 @@ def extract_features(
     return _collect(loaded, ident, str(loaded.name), samples, store, intervention, opts, progress)
 
 
+def extract_features_last(
+    loaded: LoadedModel,
+    samples: Sequence[Sample],
+    interventions: Sequence[tuple[Callable[[Encoded], contextlib.AbstractContextManager], Any]],
+    **options: Any,
+) -> list[Features]:
+    """:func:`extract_features` under each ``(intervention, intervention_key)`` of
+    ``interventions``, for interventions that change the state of the last prompt position
+    only (an attention knockout whose target is the last position): one clean forward of the
+    rest of each prompt serves them all, and each runs the last position alone on its KV cache
+    (:func:`_run_batch_last`), instead of one full forward each. The context managers must
+    allow a forward whose queries are fewer than its keys. ``options``: extract_features's
+    keyword arguments but ``intervention``; results are cached under the keys extract_features
+    uses, so either reads the other's chunks (the two paths agree to float32 rounding: the
+    last position's attention over the cached keys instead of within the full forward)."""
+    unknown = sorted(set(options) - set(_DEFAULTS) - {"cache", "progress"})
+    if unknown:
+        raise ValueError(f"extract_features_last: unknown options {unknown}")
+    if not interventions:
+        raise ValueError("extract_features_last: no interventions given")
+    keys = [k for _, k in interventions]
+    if any(k is None for k in keys) or len({repr(k) for k in keys}) != len(keys):
+        raise ValueError("extract_features_last: name each intervention with a distinct key")
+    opts = {**_DEFAULTS, **{k: v for k, v in options.items() if k in _DEFAULTS}}
+    opts["correct_only"] = bool(opts["correct_only"])
+    _check(samples, opts)
+    runs = [(f, {**opts, "intervention_key": k}) for f, k in interventions]
+    return _collect_runs(loaded, model_fingerprint(loaded), str(loaded.name), samples,
+                         open_cache(options.get("cache", True)), runs, True,
+                         options.get("progress", True), stacklevel=3)  # fmt: skip
+
+
+#: extract_features's options and their defaults (but the cache, the progress bar and the
+#: intervention itself).
+_DEFAULTS: dict[str, Any] = {
+    "batch_size": 32, "chunk_batches": 8, "max_new_tokens": 5, "correct_only": True,
+    "limit": None, "target": "logits", "store_dtype": "auto", "intervention_key": None,
+}  # fmt: skip
+
+
 def cached_features(
     ident: Mapping[str, str],
     name: str,
@@ -373,10 +505,7 @@ def cached_features(
     ``None`` when any needed chunk is missing. ``ident``: the model's
     :func:`~pidlib.models.fingerprint.source_fingerprint`; ``options``: extract_features's
     keyword arguments (``batch_size``, ``limit``, ``target`` ...)."""
-    opts = {
-        "batch_size": 32, "chunk_batches": 8, "max_new_tokens": 5, "correct_only": True,
-        "limit": None, "target": "logits", "store_dtype": "auto", "intervention_key": None,
-    }  # fmt: skip
+    opts = dict(_DEFAULTS)
     unknown = sorted(set(options) - set(opts))
     if unknown:
         raise ValueError(f"cached_features: unknown options {unknown}")

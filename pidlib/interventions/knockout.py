@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pidlib.extract.features import Features, cached_features, extract_features
+from pidlib.extract.features import (
+    Features,
+    cached_features,
+    extract_features,
+    extract_features_last,
+)
 from pidlib.interventions.masks import _allowed, apply_block, block_matrix, causal_mask, check_impl
 from pidlib.interventions.spec import KnockoutSpec, as_spec
 from pidlib.models.hooks import Hook, attached
@@ -21,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "knockout", "knockout_hooks", "knockout_intervention", "knockout_features",
-    "cached_knockout_features",
+    "knockout_features_group", "cached_knockout_features",
 ]  # fmt: skip
 
 # --------------------------------------------------------------------------- hooks
@@ -147,6 +152,34 @@ def knockout_features(
         loaded, samples, intervention=knockout_intervention(loaded, spec),
         intervention_key=_key(spec), **kwargs,
     )  # fmt: skip
+
+
+def knockout_features_group(
+    loaded: LoadedModel, samples: Sequence[Sample], specs: Sequence[KnockoutSpec | str],
+    **kwargs: Any,
+) -> list[Features]:  # fmt: skip
+    """:func:`knockout_features` of each of ``specs``, in order, with the same cache entries.
+
+    A knockout whose target is the last prompt position changes that position's state only
+    (no earlier position attends to it): two or more such specs share one clean forward of the
+    rest of each prompt (:func:`~pidlib.extract.features.extract_features_last`), and each
+    runs the last position alone under its mask. The others run one full forward each.
+    """
+    specs = [as_spec(s) for s in specs]
+    kwargs.setdefault("correct_only", False)
+    out: list[Features | None] = [None] * len(specs)
+    last = [i for i, s in enumerate(specs) if s.target == "last"]
+    if len(last) > 1:
+
+        def masked(spec: KnockoutSpec) -> Callable[[Encoded], Any]:
+            return lambda enc: knockout_hooks(loaded, spec, enc.positions, prefix_ok=True)
+
+        runs = [(masked(specs[i]), _key(specs[i])) for i in last]
+        for i, got in zip(last, extract_features_last(loaded, samples, runs, **kwargs),
+                          strict=True):  # fmt: skip
+            out[i] = got
+    return [f if f is not None else knockout_features(loaded, samples, s, **kwargs)
+            for f, s in zip(out, specs, strict=True)]  # fmt: skip
 
 
 def cached_knockout_features(
