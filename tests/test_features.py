@@ -334,6 +334,28 @@ def test_minigqa_pools_are_cached_exactly(tmp_path, monkeypatch):
         assert samples_fingerprint(again[t]) == samples_fingerprint(fresh[t])
 
 
+def test_minigqa_pools_drawn_on_workers_equal_a_draw_here(tmp_path):
+    """A profile's missing pools are drawn on its workers, two or more at a time: the same
+    questions and pixels as a draw in this process; stored, so a second read draws nothing."""
+    from pidlib.book import inputs
+
+    tasks = ["ChooseRel", "QueryAttr"]
+    profile = load_profile("smoke", tasks=tasks, samples_per_task=10)
+    store = ArrayCache(tmp_path)
+    n = pool_size(10, 1.5)
+    drawn = inputs._draw_on_workers(store, profile.dataset, tasks, n, profile.parallel)
+    assert sorted(drawn) == tasks
+    here = load_samples(profile.dataset, tasks=tasks, samples_per_task=10, cache=False)
+    got = load_samples(profile, cache=store)
+    assert len(list((tmp_path / inputs._POOL).iterdir())) == 2
+    for t in tasks:
+        assert samples_fingerprint(drawn[t]) == samples_fingerprint(here[t])
+        assert samples_fingerprint(got[t]) == samples_fingerprint(here[t])
+    assert inputs._draw_on_workers(store, profile.dataset, tasks, n, profile.parallel) == {}
+    one = dataclasses.replace(profile.parallel, n_jobs=1)
+    assert inputs._draw_on_workers(ArrayCache(tmp_path / "b"), profile.dataset, tasks, n, one) == {}
+
+
 def test_samples_fingerprint_reuse_is_exact():
     """The same sample objects get the fingerprint computed from their pixels; another
     image (a new sample) or another order gets another; the memory is bounded."""

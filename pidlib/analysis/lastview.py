@@ -14,6 +14,7 @@ from pidlib.analysis.layerwise import layerwise_pid
 from pidlib.config.profiles import ParallelSpec, PIDSpec
 from pidlib.config.views import LastPositionSpec, strided_layers
 from pidlib.core.cache import ArrayCache, cached_table
+from pidlib.core.stages import stage
 from pidlib.core.threads import one_thread
 from pidlib.extract.features import Features
 
@@ -103,7 +104,7 @@ def probe_table(
             except LookupError:
                 pass
     todo = [i for i in range(len(jobs)) if i not in hits]
-    with backend(parallel or ParallelSpec()):
+    with stage("last-probes"), backend(parallel or ParallelSpec()):
         done = joblib.Parallel()(
             joblib.delayed(_probe_rows)(jobs[i][0], jobs[i][1], spec, seed) for i in todo
         )

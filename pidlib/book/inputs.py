@@ -15,7 +15,7 @@ import numpy as np
 
 from pidlib.analysis.parallel import warm_workers
 from pidlib.book.workers import run_model_calls
-from pidlib.config.profiles import DatasetSpec, Profile
+from pidlib.config.profiles import DatasetSpec, ParallelSpec, Profile
 from pidlib.core.cache import ArrayCache, cache_key, open_cache
 from pidlib.core.paths import REPO_ROOT
 from pidlib.core.stages import stage
@@ -132,13 +132,12 @@ def load_samples(
     n = pool_size(samples_per_task if samples_per_task is not None else profile.samples_per_task,
                   oversample)  # fmt: skip
     if spec.name == "minigqa":
-        from pidlib.data.minigqa.questions import generate
-        from pidlib.data.minigqa.scenes import MiniGQAConfig
-
-        config = MiniGQAConfig(prior=spec.prior)
         store = open_cache(cache)
-        return {t: _pool(store, spec, t, n, lambda t=t: generate(
-            [t], n, split=spec.split, seed=spec.seed, config=config)) for t in tasks}  # fmt: skip
+        parallel = None if isinstance(profile, DatasetSpec) else profile.parallel
+        drawn = _draw_on_workers(store, spec, tasks, n, parallel)
+        return {t: _pool(store, spec, t, n, (lambda t=t: drawn[t]) if t in drawn else
+                         (lambda t=t: _draw(t, n, spec.split, spec.seed, spec.prior)))
+                for t in tasks}  # fmt: skip
     if spec.make == "minigqa":
         _make_gqa_folder(spec, tasks, n)
     images = _path(spec.images, "images", spec.name)
@@ -166,6 +165,46 @@ def load_samples(
     return out
 
 
+def _draw(task: str, n: int, split: str, seed: int, prior: float) -> list[Sample]:
+    """A task's Mini-GQA pool of ``n`` questions, drawn on one thread (also a worker's call)."""
+    from pidlib.core.threads import one_thread
+    from pidlib.data.minigqa.questions import generate
+    from pidlib.data.minigqa.scenes import MiniGQAConfig
+
+    with one_thread():
+        return generate([task], n, split=split, seed=seed, config=MiniGQAConfig(prior=prior))
+
+
+def _pool_key(spec: DatasetSpec, task: str, n: int) -> tuple[dict[str, Any], str]:
+    params = {"task": task, "n": n, "split": spec.split, "seed": spec.seed, "prior": spec.prior}
+    return params, cache_key(_POOL, params, _POOL_CODE)
+
+
+def _draw_on_workers(
+    store: ArrayCache | None, spec: DatasetSpec, tasks: Sequence[str], n: int,
+    parallel: ParallelSpec | None,
+) -> dict[str, list[Sample]]:  # fmt: skip
+    """The pools of ``tasks`` neither kept nor stored, drawn on ``parallel``'s workers (one
+    thread each) when there are two or more of them: each task has its own random stream, so
+    a pool is the same wherever it is drawn (the cpu book's chapters drew theirs one after
+    another, 30 s of its cold time, while the workers idled). ``{}`` otherwise: :func:`_pool`
+    draws here."""
+    if store is None or parallel is None or parallel.backend == "sequential":
+        return {}
+    todo = [t for t in tasks if (str(store.root), _pool_key(spec, t, n)[1]) not in _POOLS
+            and not store.path(_POOL, _pool_key(spec, t, n)[1]).is_dir()]  # fmt: skip
+    if len(todo) < 2 or parallel.n_jobs == 1:
+        return {}
+    import joblib
+
+    from pidlib.analysis.parallel import backend
+
+    with backend(parallel):
+        got = joblib.Parallel()(joblib.delayed(_draw)(t, n, spec.split, spec.seed, spec.prior)
+                                for t in todo)  # fmt: skip
+    return dict(zip(todo, got, strict=True))
+
+
 def _pool(
     store: ArrayCache | None, spec: DatasetSpec, task: str, n: int,
     draw: Callable[[], list[Sample]],
@@ -177,8 +216,7 @@ def _pool(
     chapter); the same sample objects also let feature reads reuse their fingerprints."""
     if store is None:
         return draw()
-    params = {"task": task, "n": n, "split": spec.split, "seed": spec.seed, "prior": spec.prior}
-    key = cache_key(_POOL, params, _POOL_CODE)
+    params, key = _pool_key(spec, task, n)
     kept = _POOLS.get((str(store.root), key))
     if kept is not None:
         return list(kept)
