@@ -334,11 +334,12 @@ def test_minigqa_pools_are_cached_exactly(tmp_path, monkeypatch):
         assert samples_fingerprint(again[t]) == samples_fingerprint(fresh[t])
 
 
-def test_minigqa_pools_drawn_on_workers_equal_a_draw_here(tmp_path):
+def test_minigqa_pools_drawn_on_workers_equal_a_draw_here(tmp_path, monkeypatch):
     """A profile's missing pools are drawn on its workers, two or more at a time: the same
     questions and pixels as a draw in this process; stored, so a second read draws nothing."""
     from pidlib.book import inputs
 
+    monkeypatch.setattr(inputs, "MIN_POOL_QUESTIONS", 0)  # these few questions too
     tasks = ["ChooseRel", "QueryAttr"]
     profile = load_profile("smoke", tasks=tasks, samples_per_task=10)
     store = ArrayCache(tmp_path)

@@ -180,20 +180,25 @@ def _pool_key(spec: DatasetSpec, task: str, n: int) -> tuple[dict[str, Any], str
     return params, cache_key(_POOL, params, _POOL_CODE)
 
 
+#: Fewest questions to draw worth the workers: the cpu book drew 9,000 in 6.9 s here (0.8 ms
+#: each), and a worker that is not running yet takes seconds to start.
+MIN_POOL_QUESTIONS = 3000
+
+
 def _draw_on_workers(
     store: ArrayCache | None, spec: DatasetSpec, tasks: Sequence[str], n: int,
     parallel: ParallelSpec | None,
 ) -> dict[str, list[Sample]]:  # fmt: skip
     """The pools of ``tasks`` neither kept nor stored, drawn on ``parallel``'s workers (one
-    thread each) when there are two or more of them: each task has its own random stream, so
-    a pool is the same wherever it is drawn (the cpu book's chapters drew theirs one after
-    another, 30 s of its cold time, while the workers idled). ``{}`` otherwise: :func:`_pool`
-    draws here."""
+    thread each) when two or more of them, :data:`MIN_POOL_QUESTIONS` questions in all, are
+    missing: each task has its own random stream, so a pool is the same wherever it is drawn
+    (the cpu book's chapters drew theirs one after another, 30 s of its cold time, while the
+    workers idled). ``{}`` otherwise: :func:`_pool` draws here."""
     if store is None or parallel is None or parallel.backend == "sequential":
         return {}
     todo = [t for t in tasks if (str(store.root), _pool_key(spec, t, n)[1]) not in _POOLS
             and not store.path(_POOL, _pool_key(spec, t, n)[1]).is_dir()]  # fmt: skip
-    if len(todo) < 2 or parallel.n_jobs == 1:
+    if len(todo) < 2 or parallel.n_jobs == 1 or n * len(todo) < MIN_POOL_QUESTIONS:
         return {}
     import joblib
 
