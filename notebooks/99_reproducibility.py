@@ -77,10 +77,12 @@ pd.DataFrame(
 # ### Where the time goes
 #
 # Each chapter's seconds split by stage, for the same executions: questions (generating or
-# reading them), model loading, feature extraction, layer-wise PID jobs, knockout forwards, and
-# each cached experiment by its name (the Methods chapter's tables, the knockout sweep). A stage
-# read from the cache takes almost nothing, so a warm build shows near-zero stages; `other` is
-# what no stage covers (kernel start, tables, charts, uncached analysis cells).
+# reading them), feature extraction (and model loading, part of it when the chapter's own
+# process runs the forwards: its seconds count once), layer-wise PID jobs, knockout forwards,
+# the last-position probes, and each cached experiment by its name (the Methods chapter's
+# tables, the knockout sweep). A stage read from the cache takes almost nothing, so a warm build
+# shows near-zero stages; `other` is what no stage covers (kernel start, tables, charts,
+# uncached analysis cells).
 
 # %%
 stage_table(build)

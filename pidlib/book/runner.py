@@ -85,7 +85,9 @@ def stage_table(build: Path):
     """Seconds per chapter (rows) and stage (columns) of the last execution of each chapter in
     the build folder ``build``, from the stage logs and ``timings.json``; ``other`` is what no
     stage covers (kernel start, tables, charts, uncached cells) and ``chapter`` the total. A
-    DataFrame (empty when nothing has run)."""
+    stage run inside another (model loading inside feature extraction) has its own column and
+    is part of the enclosing one's seconds, counted once. A DataFrame (empty when nothing has
+    run)."""
     import json
 
     import pandas as pd
@@ -99,9 +101,11 @@ def stage_table(build: Path):
         if not isinstance(t, dict) or "seconds" not in t:
             continue
         per: dict[str, float] = {}
+        covered = 0.0
         for record in read_stages(Path(build) / "stages" / f"{chapter}.jsonl"):
             per[record["stage"]] = per.get(record["stage"], 0.0) + record["seconds"]
-        per["other"] = max(0.0, t["seconds"] - sum(per.values()))
+            covered += 0.0 if record.get("within") else record["seconds"]
+        per["other"] = max(0.0, t["seconds"] - covered)
         per["chapter"] = t["seconds"]
         rows[chapter] = per
     table = pd.DataFrame.from_dict(rows, orient="index").fillna(0.0)

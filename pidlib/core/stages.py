@@ -18,18 +18,27 @@ __all__ = ["ENV", "stage", "read_stages"]
 ENV = "PIDBOOK_STAGES"
 
 
+#: The stages open in this process, outermost first.
+_OPEN: list[str] = []
+
+
 @contextmanager
 def stage(name: str) -> Iterator[None]:
     """Time the block (wall clock and this process's CPU) as stage ``name``; stages may nest,
-    and a nested stage's time also counts in the enclosing one."""
+    and a nested stage's time also counts in the enclosing one: its record names that stage
+    (``"within"``), so that a chapter's time is not counted twice."""
     t0, c0 = time.perf_counter(), time.process_time()
+    within = _OPEN[-1] if _OPEN else None
+    _OPEN.append(name)
     try:
         yield
     finally:
+        _OPEN.pop()
         path = os.environ.get(ENV)
         if path:
             record = {"stage": name, "seconds": round(time.perf_counter() - t0, 3),
-                      "cpu_seconds": round(time.process_time() - c0, 3)}  # fmt: skip
+                      "cpu_seconds": round(time.process_time() - c0, 3),
+                      **({"within": within} if within else {})}  # fmt: skip
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
