@@ -41,14 +41,14 @@ def test_the_stage_table_splits_each_chapter_and_keeps_the_rest_as_other(tmp_pat
     (tmp_path / "timings.json").write_text(json.dumps(timings))
     lines = [{"stage": "layer-wise PID jobs", "seconds": 6.0, "cpu_seconds": 1.0},
              {"stage": "feature extraction", "seconds": 1.5, "cpu_seconds": 1.0},
-             {"stage": "model loading", "seconds": 0.25, "cpu_seconds": 0.25,
+             {"stage": "model loading", "seconds": 0.4, "cpu_seconds": 0.4,
               "within": "feature extraction"},
              {"stage": "feature extraction", "seconds": 0.5, "cpu_seconds": 0.5}]  # fmt: skip
     (tmp_path / "stages" / "01_a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     table = stage_table(tmp_path)
     assert table.loc["01_a", "feature extraction"] == 2.0
     assert table.loc["01_a", "layer-wise PID jobs"] == 6.0
-    assert table.loc["01_a", "model loading"] == 0.25  # its own column, counted once
+    assert table.loc["01_a", "model loading"] == 0.4  # its own column, counted once
     assert table.loc["01_a", "other"] == 2.0
     assert table.loc["02_b", "other"] == table.loc["02_b", "chapter"] == 4.0
     assert list(table.columns[-2:]) == ["other", "chapter"]
