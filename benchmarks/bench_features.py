@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from pidlib.data.minigqa.questions import generate
+from pidlib.extract import batches as B
 from pidlib.extract import features as F
 from pidlib.extract.pooling import pool_weights
 from pidlib.models.load import load_model
@@ -61,7 +62,7 @@ def _as_if_correct(loaded: LoadedModel, batches: list, encs: list) -> list:
 
     out = []
     for batch, enc in zip(batches, encs, strict=True):
-        said = F._run_batch(loaded, batch, 1, None, {}, enc)["answer"]
+        said = B.run_batch(loaded, batch, 1, None, {}, enc)["answer"]
         new = []
         for s, a in zip(batch, said, strict=True):
             if a and " " not in a and a not in s.options:
@@ -104,10 +105,10 @@ def bench_model(name: str, n: int, batch: int, repeats: int) -> dict:
         "bare": run(lambda enc, b: m(**enc.inputs)),
         "bare_lean": run(lambda enc, b: m(**enc.inputs, use_cache=False, logits_to_keep=1)),
         "hidden_states": hidden_states,
-        "extract_first": run(lambda enc, b: F._run_batch(loaded, b, 1, None, variants, enc)),
-        "extract_greedy": run(lambda enc, b: F._run_batch(loaded, b, 5, None, variants, enc)),
+        "extract_first": run(lambda enc, b: B.run_batch(loaded, b, 1, None, variants, enc)),
+        "extract_greedy": run(lambda enc, b: B.run_batch(loaded, b, 5, None, variants, enc)),
         "extract_1step": lambda: [
-            F._run_batch(loaded, b, 5, None, variants, enc)
+            B.run_batch(loaded, b, 5, None, variants, enc)
             for enc, b in zip(encs, correct, strict=True)
         ],
         "encode": lambda: [encode(loaded, b) for b in batches],

@@ -17,6 +17,7 @@ from pidlib.config.profiles import DatasetSpec, load_profile
 from pidlib.core.cache import ArrayCache
 from pidlib.data.fingerprints import samples_fingerprint
 from pidlib.data.tasks import Sample
+from pidlib.extract import batches as B
 from pidlib.extract import features as F
 from pidlib.extract.features import Features, extract_features
 from pidlib.models.answers import correct_mask, greedy_answers, normalize_answer
@@ -165,7 +166,7 @@ def test_correct_filter_keeps_only_correct_samples(tiny_model, samples):
 
 def _count_batches(monkeypatch, fail_after: int | None = None) -> list[int]:
     calls: list[int] = []
-    real = F._run_batch
+    real = B.run_batch
 
     def counting(*args, **kwargs):
         if fail_after is not None and len(calls) >= fail_after:
@@ -173,7 +174,7 @@ def _count_batches(monkeypatch, fail_after: int | None = None) -> list[int]:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(F, "_run_batch", counting)
+    monkeypatch.setattr(B, "run_batch", counting)
     return calls
 
 

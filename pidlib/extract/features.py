@@ -3,44 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pidlib.core.cache import ArrayCache, cache_key, open_cache
 from pidlib.core.provenance import provenance
 from pidlib.data.fingerprints import samples_fingerprint
 from pidlib.data.tasks import Sample, validate_task
-from pidlib.extract.pooling import Pooler, pool_weights
+from pidlib.extract import batches
 from pidlib.extract.targets import TARGETS
-from pidlib.models.answers import (
-    greedy_continuation,
-    normalize_answer,
-    option_token_ids,
-    score_options,
-)
 from pidlib.models.fingerprint import model_fingerprint
-from pidlib.models.hooks import attached
-from pidlib.models.locate import decoder_module
-from pidlib.models.prompt import Encoded, encode
 
 if TYPE_CHECKING:
     from pidlib.models.loaded import LoadedModel
+    from pidlib.models.prompt import Encoded
 
 __all__ = ["CODE", "Features", "extract_features", "extract_features_last", "cached_features"]
 
 #: Modules whose source is part of every feature cache key (the "code version").
 CODE: tuple[str, ...] = (
-    "pidlib.extract.features", "pidlib.extract.pooling", "pidlib.models.prompt",
-    "pidlib.models.answers",
+    "pidlib.extract.features", "pidlib.extract.batches", "pidlib.extract.pooling",
+    "pidlib.models.prompt", "pidlib.models.answers",
 )  # fmt: skip
 _KIND = "features"
-_HALF = ("bfloat16", "float16")
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,117 +148,11 @@ _ARRAYS = ("V", "L", "option_logits", "last_hidden", "prob", "answer", "correct"
            "gold", "qid", "options")  # fmt: skip
 
 
-@torch.no_grad()
-def _run_batch(
-    loaded: LoadedModel,
-    batch: Sequence[Sample],
-    max_new_tokens: int,
-    intervention: Callable[[Encoded], contextlib.AbstractContextManager] | None,
-    variants: dict,
-    enc: Encoded | None = None,
-) -> dict[str, np.ndarray]:
-    """One batched prompt forward with pooling hooks, then the greedy continuation."""
-    enc = encode(loaded, batch, padding_side="left") if enc is None else enc
-    weights = pool_weights(enc, enc.inputs["input_ids"].shape[1])
-    pooler = Pooler(decoder_module(loaded.model), weights)
-    ctx = intervention(enc) if intervention is not None else contextlib.nullcontext()
-    with ctx, attached(pooler.hooks()):
-        out = loaded.model(**enc.inputs, use_cache=max_new_tokens > 1, logits_to_keep=1)
-    states, lasts = pooler.result()
-    return _answers(loaded, batch, enc, out, states, lasts, max_new_tokens, variants)
-
-
-#: Inputs laid out along the prompt (B, T): the prefix forward takes their first T - 1 columns.
-_ALONG_PROMPT = ("input_ids", "attention_mask", "position_ids")
-
-
-@torch.no_grad()
-def _run_batch_last(
-    loaded: LoadedModel,
-    batch: Sequence[Sample],
-    max_new_tokens: int,
-    interventions: Sequence[Callable[[Encoded], contextlib.AbstractContextManager]],
-    variants: dict,
-) -> list[dict[str, np.ndarray]]:
-    """What :func:`_run_batch` gives under each of ``interventions``, for interventions that
-    change the last prompt position only: one clean forward of every position but the last
-    (its pooled V and L, and its KV cache), then per intervention the last position alone on a
-    copy of that cache, inside the intervention, and the greedy continuation from there.
-
-    Under left padding the last position is the last column, and attention is causal, so no
-    earlier position sees it: V and L (pooled over the image block and the question span,
-    both before it) are the clean ones, and the prefix is computed once instead of once per
-    intervention."""
-    enc = encode(loaded, batch, padding_side="left")
-    ids = enc.inputs["input_ids"]
-    weights = pool_weights(enc, ids.shape[1])
-    if bool(weights[..., -1].any()):
-        raise ValueError("the last prompt position is inside the image block or question span")
-    decoder = decoder_module(loaded.model)
-    prefix = Pooler(decoder, weights[..., :-1])
-    inputs = {k: v[:, :-1] if k in _ALONG_PROMPT else v for k, v in enc.inputs.items()}
-    with attached(prefix.hooks()):
-        cache = loaded.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
-    states, _ = prefix.result()
-    step = {"input_ids": ids[:, -1:], "attention_mask": enc.inputs["attention_mask"],
-            "position_ids": enc.inputs["position_ids"][:, -1:]}  # fmt: skip
-    out = []
-    for intervention in interventions:
-        last = Pooler(decoder, weights[..., -1:])
-        with intervention(enc), attached(last.hooks()):
-            o = loaded.model(**step, past_key_values=copy.deepcopy(cache),
-                             use_cache=max_new_tokens > 1, logits_to_keep=1)  # fmt: skip
-        lasts = last.result()[1]
-        out.append(_answers(loaded, batch, enc, o, states, lasts, max_new_tokens, variants))
-    return out
-
-
-def _answers(
-    loaded: LoadedModel, batch: Sequence[Sample], enc: Encoded, out: Any, states: torch.Tensor,
-    lasts: torch.Tensor, max_new_tokens: int, variants: dict,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """The arrays of one batch from its prompt forward ``out`` (logits at the last position,
-    the KV cache the greedy continuation decodes from) and the pooled and last states."""
-    logits = out.logits[:, -1].float()
-    first = logits.argmax(-1)
-    gold_text = [normalize_answer(s.answer) for s in batch]
-    answers = greedy_continuation(loaded, out, enc, first, gold_text, max_new_tokens)
-    opt_t, logp = score_options(logits, option_token_ids(loaded, batch, memo=variants))
-    gold = np.asarray([s.options.index(s.answer) for s in batch])
-    opt, prob = opt_t.numpy(), logp[torch.arange(len(batch)), torch.from_numpy(gold)].exp().numpy()
-    return {
-        "V": states[:, :, 0].numpy(),
-        "L": states[:, :, 1].numpy(),
-        "option_logits": opt,
-        "last_hidden": lasts[:, -1].numpy(),
-        "Last": lasts.numpy(),
-        "prob": prob,
-        "answer": np.asarray(answers, dtype=str),
-        "correct": np.asarray([a == g for a, g in zip(answers, gold_text, strict=True)]),
-        "choice": opt.argmax(1).astype(np.int64),
-        "gold": gold.astype(np.int64),
-        "qid": np.asarray([s.qid for s in batch], dtype=str),
-        "options": np.asarray([list(s.options) for s in batch], dtype=str),
-    }
-
-
 # --------------------------------------------------------------------------- driver
 
 
 class _Missing(LookupError):
     """A chunk is not in the cache and no model is at hand to compute it."""
-
-
-def _store(arrays: dict[str, np.ndarray], store_dtype: str, model_dtype: str) -> dict:
-    """float16 on disk for the states of a 16-bit model when finite there: as exact as the
-    model's own bf16 states (11 vs 8 significant bits); float32 otherwise."""
-    half = store_dtype == "float16" or (store_dtype == "auto" and model_dtype in _HALF)
-    out = dict(arrays)
-    for k in ("V", "L", "Last", "last_hidden") if half else ():
-        cast = arrays[k].astype(np.float16)
-        if np.isfinite(cast).all():
-            out[k] = cast
-    return out
 
 
 def _check(samples: Sequence[Sample], opts: Mapping[str, Any]) -> tuple[list[Sample], str]:
@@ -300,23 +183,13 @@ def _check(samples: Sequence[Sample], opts: Mapping[str, Any]) -> tuple[list[Sam
 
 def _collect(
     loaded: LoadedModel | None, ident: Mapping[str, str], name: str, samples: Sequence[Sample],
-    store: ArrayCache | None, intervention: Callable | None, opts: dict[str, Any], progress: bool,
-) -> Features:  # fmt: skip
-    """Features chunk by chunk from the cache, computing missing chunks (``_Missing`` when
-    ``loaded`` is None)."""
-    return _collect_runs(loaded, ident, name, samples, store, [(intervention, opts)], False,
-                         progress, stacklevel=5)[0]  # fmt: skip
-
-
-def _collect_runs(
-    loaded: LoadedModel | None, ident: Mapping[str, str], name: str, samples: Sequence[Sample],
     store: ArrayCache | None, runs: Sequence[tuple[Callable | None, dict[str, Any]]],
     last_only: bool, progress: bool, stacklevel: int,
 ) -> list[Features]:  # fmt: skip
-    """:func:`_collect` for each ``(intervention, opts)`` of ``runs`` (the same samples and
-    options but the ``intervention_key``), one chunk at a time; ``last_only``: the interventions
-    change the last prompt position only, and each missing chunk is computed for every run at
-    once (:func:`_run_batch_last`). ``stacklevel``: that of a too-few-samples warning."""
+    """Features for each ``(intervention, opts)`` of ``runs`` (the same samples and options but
+    the ``intervention_key``), chunk by chunk from the cache, computing missing chunks
+    (``_Missing`` when ``loaded`` is None) for every run at once (``last_only``: see
+    :func:`~pidlib.extract.batches.run_batches`); ``stacklevel``: a too-few-samples warning's."""
     from tqdm import tqdm  # not tqdm.auto: a bar shows on a terminal only, and in a kernel
     # without ipywidgets tqdm.auto printed a warning into every chapter's log
 
@@ -347,15 +220,14 @@ def _collect_runs(
                 out: list[list[dict]] = [[] for _ in runs]
                 for i in range(0, len(chunk), bs):
                     rows, steps = chunk[i : i + bs], opts["max_new_tokens"]
-                    if last_only:
-                        done = _run_batch_last(loaded, rows, steps, [r[0] for r in runs], variants)
-                    else:
-                        done = [_run_batch(loaded, rows, steps, r[0], variants) for r in runs]
+                    done = batches.run_batches(loaded, rows, steps, [r[0] for r in runs],
+                                               last_only, variants)  # fmt: skip
                     for o, d in zip(out, done, strict=True):
                         o.append(d)
                     bar.update(len(rows))
-                got = [_store({k: np.concatenate([o[k] for o in batches]) for k in batches[0]},
-                              opts["store_dtype"], ident["dtype"]) for batches in out]  # fmt: skip
+                got = [batches.for_disk({k: np.concatenate([b[k] for b in run]) for k in run[0]},
+                                        opts["store_dtype"], ident["dtype"])
+                       for run in out]  # fmt: skip
                 computed += 1
                 for arrays, key, p in zip(got, chunk_keys, params, strict=True):
                     if store is not None:
@@ -449,7 +321,8 @@ def extract_features(
             "its features are cached apart from clean ones, or pass cache=False"
         )
     ident = model_fingerprint(loaded)
-    return _collect(loaded, ident, str(loaded.name), samples, store, intervention, opts, progress)
+    return _collect(loaded, ident, str(loaded.name), samples, store, [(intervention, opts)],
+                    False, progress, stacklevel=4)[0]  # fmt: skip
 
 
 def extract_features_last(
@@ -462,11 +335,12 @@ def extract_features_last(
     ``interventions``, for interventions that change the state of the last prompt position
     only (an attention knockout whose target is the last position): one clean forward of the
     rest of each prompt serves them all, and each runs the last position alone on its KV cache
-    (:func:`_run_batch_last`), instead of one full forward each. The context managers must
-    allow a forward whose queries are fewer than its keys. ``options``: extract_features's
-    keyword arguments but ``intervention``; results are cached under the keys extract_features
-    uses, so either reads the other's chunks (the two paths agree to float32 rounding: the
-    last position's attention over the cached keys instead of within the full forward)."""
+    (:func:`~pidlib.extract.batches.run_batch_last`), not one full forward each. The context
+    managers must allow a forward whose queries are fewer than its keys. ``options``:
+    extract_features's keyword arguments but ``intervention``; results are cached under the
+    keys extract_features uses, so either reads the other's chunks (the two paths agree to
+    float32 rounding: the last position's attention over the cached keys instead of within
+    the full forward)."""
     unknown = sorted(set(options) - set(_DEFAULTS) - {"cache", "progress"})
     if unknown:
         raise ValueError(f"extract_features_last: unknown options {unknown}")
@@ -479,7 +353,7 @@ def extract_features_last(
     opts["correct_only"] = bool(opts["correct_only"])
     _check(samples, opts)
     runs = [(f, {**opts, "intervention_key": k}) for f, k in interventions]
-    return _collect_runs(loaded, model_fingerprint(loaded), str(loaded.name), samples,
+    return _collect(loaded, model_fingerprint(loaded), str(loaded.name), samples,
                          open_cache(options.get("cache", True)), runs, True,
                          options.get("progress", True), stacklevel=3)  # fmt: skip
 
@@ -514,6 +388,7 @@ def cached_features(
     if store is None:
         return None
     try:
-        return _collect(None, ident, name, samples, store, None, opts, progress)
+        return _collect(None, ident, name, samples, store, [(None, opts)], False, progress,
+                        stacklevel=4)[0]  # fmt: skip
     except _Missing:
         return None
