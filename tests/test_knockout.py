@@ -492,25 +492,30 @@ def test_model_calls_below_the_worker_threshold_run_here():
 LAST_FLOWS = ["image->last", "question->last", "last->last"]
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next"])
+@pytest.mark.parametrize(("family", "impl", "rows"), [
+    ("llava", "eager", 3), ("llava_next", "eager", 3), ("llava", "sdpa", 3), ("llava", "sdpa", 1),
+])  # fmt: skip
 def test_knockouts_into_the_last_position_share_one_prefix_forward(
-    family, tiny_tokenizer, tiny_samples, make_image, tmp_path
+    family, impl, rows, tiny_tokenizer, tiny_samples, make_image, tmp_path
 ):
     """Knockouts whose target is the last prompt position, computed together from one forward
     of the rest of each prompt, give what one full knocked-out forward each gives: V and L bit
     for bit (the clean ones), the last position's states and logits to float32 rounding, the
-    same answers; a windowed one too. Each lands in the cache under knockout_features's key."""
+    same answers; a windowed one too; eager and sdpa attention, padded rows (a mask) and one
+    row (sdpa: no mask). Each lands in the cache under knockout_features's key."""
     from pidlib.core.cache import ArrayCache
     from pidlib.extract.features import extract_features
     from pidlib.interventions.knockout import cached_knockout_features, knockout_features_group
     from pidlib.models.fingerprint import model_fingerprint
 
     loaded = _tiny(family, tiny_tokenizer)
+    if impl != "eager":
+        loaded.model.set_attn_implementation(impl)
     first = tiny_samples[0]  # one task; questions and images of different lengths: left padding
-    samples = [first,
-               dataclasses.replace(first, qid="t0b", question="Is the tall jar full or empty?",
-                                   image=make_image(40, 24, seed=9)),
-               dataclasses.replace(first, qid="t0c", image=make_image(24, 56, seed=2))]  # fmt: skip
+    others = [dataclasses.replace(first, qid="t0b", question="Is the tall jar full or empty?",
+                                  image=make_image(40, 24, seed=9)),
+              dataclasses.replace(first, qid="t0c", image=make_image(24, 56, seed=2))]  # fmt: skip
+    samples = [first, *others][:rows]
     specs = [*LAST_FLOWS, KnockoutSpec.windowed("image->last", center=3, k=1)]
     kw = {"progress": False, "max_new_tokens": 2, "correct_only": False, "batch_size": 2}
     clean = extract_features(loaded, samples, cache=False, **kw)

@@ -105,7 +105,7 @@ def answers(
     logits = out.logits[:, -1].float()
     first = logits.argmax(-1)
     gold_text = [normalize_answer(s.answer) for s in batch]
-    answers = greedy_continuation(loaded, out, enc, first, gold_text, max_new_tokens)
+    said = greedy_continuation(loaded, out, enc, first, gold_text, max_new_tokens)
     opt_t, logp = score_options(logits, option_token_ids(loaded, batch, memo=variants))
     gold = np.asarray([s.options.index(s.answer) for s in batch])
     opt, prob = opt_t.numpy(), logp[torch.arange(len(batch)), torch.from_numpy(gold)].exp().numpy()
@@ -116,8 +116,8 @@ def answers(
         "last_hidden": lasts[:, -1].numpy(),
         "Last": lasts.numpy(),
         "prob": prob,
-        "answer": np.asarray(answers, dtype=str),
-        "correct": np.asarray([a == g for a, g in zip(answers, gold_text, strict=True)]),
+        "answer": np.asarray(said, dtype=str),
+        "correct": np.asarray([a == g for a, g in zip(said, gold_text, strict=True)]),
         "choice": opt.argmax(1).astype(np.int64),
         "gold": gold.astype(np.int64),
         "qid": np.asarray([s.qid for s in batch], dtype=str),
