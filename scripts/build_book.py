@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 # This checkout's pidlib, also where one virtual environment serves several checkouts.
@@ -29,7 +31,13 @@ import nbformat  # noqa: E402
 
 from pidlib.book.charts import write_vega_bundle  # noqa: E402
 from pidlib.book.present import PROGRESS_BAR, present, stderr_lines  # noqa: E402
-from pidlib.book.runner import cache_state, chapters, execute_chapter, record_build  # noqa: E402
+from pidlib.book.runner import (  # noqa: E402
+    cache_state,
+    chapters,
+    execute_chapter,
+    lanes,
+    record_build,
+)
 from pidlib.config.profiles import load_profile  # noqa: E402
 from pidlib.core.cache import cache_root  # noqa: E402
 from pidlib.core.paths import REPO_ROOT as ROOT  # noqa: E402
@@ -102,18 +110,53 @@ def main(argv: list[str] | None = None) -> int:
     build = {"profile": profile.name, "started": time.strftime("%FT%TZ", time.gmtime()),
              **cache_state(cache_root()), "all_chapters": not args.only, "chapters": {},
              "html": None}  # fmt: skip
-    for src in sources:
-        print(f"[book] executing {src.name} (profile {profile.name}) ...", flush=True)
-        seconds = execute_chapter(src, out_dir / f"{src.stem}.ipynb", {"profile": arg},
-                                  figures=figures)  # fmt: skip
+
+    def finished(src: Path, seconds: float, lane: str) -> None:
         timings[src.stem] = {
             "seconds": round(seconds, 1),
             "finished": time.strftime("%FT%TZ", time.gmtime()),
+            "lane": lane,
         }
         timings_path.write_text(json.dumps(timings, indent=1))
         build["chapters"][src.stem] = round(seconds, 1)
-        print(f"[book]   {src.stem}: {seconds:.1f} s", flush=True)
+        print(f"[book]   {src.stem}: {seconds:.1f} s{' (side lane)' if lane == 'side' else ''}",
+              flush=True)  # fmt: skip
         report_stderr(out_dir / f"{src.stem}.ipynb")
+
+    def run(src: Path, lane: str = "main") -> None:
+        print(f"[book] executing {src.name} (profile {profile.name}) ...", flush=True)
+        finished(src, execute_chapter(src, out_dir / f"{src.stem}.ipynb", {"profile": arg},
+                                      figures=figures), lane)  # fmt: skip
+
+    main_lane, side, last = lanes(sources)
+    if main_lane and side:
+        # the side lane in a second process, one chapter after another, beside the main lane
+        names = ", ".join(s.name for s in side)
+        print(f"[book] executing {names} (profile {profile.name}) in a second process, beside "
+              "the model chapters ...", flush=True)  # fmt: skip
+        build["side_lane"] = [s.stem for s in side]
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            pending: list[tuple[Path, Future]] = [
+                (s, pool.submit(execute_chapter, s, out_dir / f"{s.stem}.ipynb",
+                                {"profile": arg}, figures=figures)) for s in side
+            ]  # fmt: skip
+            try:
+                for src in main_lane:
+                    run(src)
+                    while pending and pending[0][1].done():
+                        src_side, done = pending.pop(0)
+                        finished(src_side, done.result(), "side")
+                for src_side, fut in pending:
+                    finished(src_side, fut.result(), "side")
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    else:
+        for src in main_lane + side:
+            run(src)
+    for src in last:
+        run(src)
     prov = provenance()
     (out_dir / "provenance.json").write_text(
         json.dumps({"profile": profile.name, "source": arg, **prov}, indent=1)

@@ -15,8 +15,8 @@ from pidlib.core.paths import REPO_ROOT
 from pidlib.core.stages import ENV as STAGES_ENV
 
 __all__ = [
-    "CHAPTER_DIR", "BUILDS_FILE", "chapters", "execute_chapter", "stage_log", "stage_table",
-    "cache_state", "record_build", "build_history",
+    "CHAPTER_DIR", "BUILDS_FILE", "SIDE_LANE", "LAST", "chapters", "lanes", "execute_chapter",
+    "stage_log", "stage_table", "cache_state", "record_build", "build_history",
 ]  # fmt: skip
 
 #: Where the chapters' jupytext sources live.
@@ -36,6 +36,25 @@ def chapters(only: list[str] | None = None) -> list[Path]:
             )
         sources = [s for s in sources if s.stem in only]
     return sources
+
+
+#: Chapters that read no model, feature or result of another chapter and share no cache entry
+#: with them (the data gallery, the Methods chapter's canonical systems, the training report):
+#: a build runs them in a second process beside the model chapters, whose single-threaded
+#: stretches (kernel start, forwards, tables, charts) leave a core idle. Each chapter still
+#: pins its own threads and workers.
+SIDE_LANE = ("00_data_and_models", "01_methods", "98_training")
+#: Chapters that read every other chapter's output (the recorded claims, the stage logs and
+#: timings): run last, after both lanes.
+LAST = ("90_scorecard", "99_reproducibility")
+
+
+def lanes(sources: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """``sources`` (book order) split into the main lane, the side lane (:data:`SIDE_LANE`),
+    which may run beside the main lane, and the chapters run after both (:data:`LAST`)."""
+    side = [s for s in sources if s.stem in SIDE_LANE]
+    last = [s for s in sources if s.stem in LAST]
+    return [s for s in sources if s not in side and s not in last], side, last
 
 
 def execute_chapter(
