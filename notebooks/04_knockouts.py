@@ -64,6 +64,7 @@ from pidlib.analysis.summaries import (
     knockout_flow_summary,
     knockout_localisation,
     knockout_per_task,
+    measurable_pairs,
     paired_widths,
 )
 from pidlib.book import charts
@@ -149,17 +150,23 @@ Markdown(
 # measures them in two ways:
 #
 # - **refit**: PCA and flows are fitted anew on the knocked-out activations. This asks how much
-#   information the knocked-out representation holds, in whatever coordinates it now uses.
+#   information the knocked-out representation holds, in whatever coordinates it now uses. It
+#   runs on the (model, task) pairs whose clean $I(V,L;Y)$ passes the information floor at some
+#   layer: below it the pooled sources carry no measurable information for a knockout to move.
 # - **clean maps reused**: the clean run's PCA and flows are applied to the knocked-out
 #   activations. This reads them in the clean model's coordinates. Information that moved out of
 #   the clean run's leading PCA directions is then lost to the estimate.
 
 # %%
+measurable = measurable_pairs(clean, cfg.floor_bits)
 both = pd.concat(
-    [knockout_pid(cfg, samples, clean_feats, model, flow) for flow in cfg.knockout.pid_flows],
+    [knockout_pid(cfg, samples, clean_feats, model, flow, refit=measurable)
+     for flow in cfg.knockout.pid_flows],
     ignore_index=True,
-)
+)  # fmt: skip
 mmi = both[(both["measure"] == "mmi") & (both["flow"] == "image->question")]
+if measurable:  # else every pair, all below the floor (the sentence below says so)
+    mmi = mmi[[p in measurable for p in zip(mmi["model"], mmi["task"], strict=True)]]
 avg = mmi.groupby(["transforms", "model", "layer", "atom"], as_index=False)[
     ["delta", "lo", "hi"]
 ].mean()
@@ -180,17 +187,25 @@ charts.figure(
 # :name: fig-knockout-pid
 #
 # Change of each MMI atom, and of $I(V,L;Y)$, per layer under the all-layer Image→Question
-# knockout (knockout minus clean, averaged over tasks; bands: the tasks' mean paired 95%
-# intervals). Rows: PCA and flows refit on the knocked-out activations, or the clean run's
-# reused.
+# knockout (knockout minus clean, averaged over the tasks whose clean $I(V,L;Y)$ passes the
+# information floor at some layer; bands: their mean paired 95% intervals). Rows: PCA and flows
+# refit on the knocked-out activations, or the clean run's reused.
 # ```
 
 # %%
 iq = both[both["flow"] == "image->question"]
 to_last = both[both["flow"] != "image->question"]
 widths = paired_widths(both)
+n_pairs = len(cfg.models) * len(cfg.tasks)
 Markdown(
-    f"Under Image→Question the largest change of any pooled image-token state, over every "
+    (
+        f"PCA and flows were refit for **{len(measurable)} of {n_pairs}** (model, task) pairs, "
+        f"those above the {cfg.floor_bits:g}-bit floor; the figure averages over them. "
+        if measurable
+        else f"No (model, task) pair passes the {cfg.floor_bits:g}-bit floor: nothing was refit, "
+        "and the figure averages every pair through the clean maps. "
+    )
+    + f"Under Image→Question the largest change of any pooled image-token state, over every "
     f"layer, model and task, is **{iq['max_dV'].max():g}**: $V$ is unchanged, as causal "
     f"attention requires. The paired intervals of the {widths['rows']} MMI differences are "
     f"**{widths['ratio']:.2f}** times as wide as intervals that treat the two runs as "
@@ -313,7 +328,6 @@ Markdown("\n".join(lines))
 # ## Limitations
 
 # %%
-n_pairs = per_task[per_task["flow"] == "image->question"].groupby("transforms").size().max()
 unmeasured = [f for f in cfg.knockout.flows if f not in cfg.knockout.pid_flows]
 measured = ", ".join(cfg.knockout.pid_flows)
 pid_scope = (
@@ -334,8 +348,9 @@ Markdown(
   {cfg.pid.n_seeds} fold split(s) and flow seed(s).{interval_note(both)}
 - {pid_scope} Where a knockout leaves $V$ and $L$ unchanged it is read through the clean maps
   only: its change is the change in what the same sources say about the changed answer.
-- The correlation between clean redundancy and the knockout's effect rests on {n_pairs}
-  (model, task) pairs, so it can detect only a strong relation.
+- The correlation between clean redundancy and the knockout's effect rests on the
+  {len(measurable)} of {n_pairs} (model, task) pairs above the information floor, so it can
+  detect only a strong relation.
 - The paired intervals cover the sampling of the questions and the fits (folds, flow seeds),
   not a retrained model: a model trained again can move the differences more than they show.
   The Seeds chapter recomputes the Image→Question claims on retrained models and widens

@@ -191,3 +191,40 @@ def test_spearman_interval_is_fisher_z_with_the_spearman_variance():
                                       np.tanh(np.arctanh(rho) + half)))  # fmt: skip
     assert np.isnan(spearman_interval(x[:3], y[:3])[1])  # three pairs: a rho, no interval
     assert all(np.isnan(spearman_interval(x[:2], y[:2])))
+
+
+def test_refit_rows_only_above_the_floor_still_count_every_pair():
+    """The knockout chapter refits PCA and flows only for the pairs ``measurable_pairs`` returns
+    (``knockout_per_task``'s ``measurable``); the claims still say "k of K" over every pair."""
+    from pidlib.analysis.claims import knockout_claims
+    from pidlib.analysis.summaries import knockout_per_task, measurable_pairs
+
+    clean, deltas = [], []
+    for (m, t), total in {("m1", "a"): 0.5, ("m1", "b"): 0.01, ("m2", "a"): 0.3,
+                          ("m2", "b"): 0.0}.items():  # fmt: skip
+        for layer in range(3):
+            for atom, v in [
+                ("total", total * (layer + 1) / 3),
+                ("redundancy", 0.1 * total),
+                ("unique_1", 0.0),
+                ("unique_2", 0.9 * total),
+                ("synergy", 0.0),
+            ]:
+                clean.append({"model": m, "task": t, "layer": layer, "measure": "mmi",
+                              "atom": atom, "value": v, "lo": v - 0.001})  # fmt: skip
+                for variant in (
+                    ("refit", "clean maps reused") if total > 0.05 else ("clean maps reused",)
+                ):
+                    deltas.append({"model": m, "task": t, "layer": layer, "depth": layer / 2,
+                                   "measure": "mmi", "atom": atom, "delta": 0.1,
+                                   "transforms": variant})  # fmt: skip
+    clean = pd.DataFrame(clean)
+    assert measurable_pairs(clean, 0.05) == (("m1", "a"), ("m2", "a"))
+    assert measurable_pairs(clean, 0.6) == ()
+    per_task = knockout_per_task(pd.DataFrame(deltas), clean, floor=0.05)
+    flagged = per_task.loc[per_task["measurable"], ["model", "task"]].drop_duplicates()
+    assert set(map(tuple, flagged.to_numpy())) == set(measurable_pairs(clean, 0.05))
+    claims, _ = knockout_claims(per_task)
+    assert {(c.n_tested, c.n_pairs) for c in claims if not c.unit.startswith("Spearman")} == {
+        (2, 4)
+    }

@@ -277,11 +277,13 @@ def knockout_claims(
     for variant in [v for v in KNOCKOUT_TRANSFORMS if v in set(per_task["transforms"])]:
         rows = per_task[per_task["transforms"] == variant]
         tested = rows[rows["measurable"].astype(bool)] if "measurable" in rows else rows
-        n_tested = {"n_tested": len(tested), "n_pairs": len(rows)}
+        # every pair counts, also one whose "refit" run was skipped below the floor
+        n_pairs = per_task.groupby(["model", "task"]).ngroups
+        n_tested = {"n_tested": len(tested), "n_pairs": n_pairs}
         # pairs below the information floor have no redundancy share (NaN): leave them out
         pairs = tested[["clean R share", "ΔU_V (late layers)"]].dropna()
         r, r_lo, r_hi, p = spearman_interval(pairs.iloc[:, 0], pairs.iloc[:, 1])
-        rho = (r, p, len(pairs), len(rows))
+        rho = (r, p, len(pairs), n_pairs)
         cols = ("ΔU_V (late layers)", "ΔS (all layers)", "ΔI(V,L;Y) (all layers)")
         d_uv, d_s, d_tot = (t_interval(tested[c]) for c in cols)
         found["variants"][variant] = d_uv, d_s, d_tot, rho
@@ -301,6 +303,6 @@ def knockout_claims(
                    "strongest on vision-dependent tasks", r, r_lo, r_hi, "hi < 0",
                    unit="Spearman rho(clean R share, Δ U_V)",
                    detail=f"over the pairs with a clean redundancy share; p = {p:.2g}; holds if "
-                   "the Fisher-z CI lies below 0", n_tested=len(pairs), n_pairs=len(rows)),
+                   "the Fisher-z CI lies below 0", n_tested=len(pairs), n_pairs=n_pairs),
         ]  # fmt: skip
     return claims, found

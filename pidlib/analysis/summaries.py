@@ -16,7 +16,7 @@ __all__ = [
     "shares", "peak_layers", "last_layer_shares", "trajectory_correlation", "fingerprint_table",
     "fingerprint_spread", "floor_sentence", "KNOCKOUT_TRANSFORMS", "knockout_flow_summary",
     "knockout_per_task", "knockout_localisation", "paired_widths", "interval_note", "above_floor",
-    "measurable_tasks", "prior_contrast",
+    "measurable_pairs", "measurable_tasks", "prior_contrast",
 ]  # fmt: skip
 
 _FOUR = ATOMS[:4]
@@ -41,10 +41,19 @@ def above_floor(rows: pd.DataFrame, floor: float) -> pd.Series:
                                                                     dtype=bool)  # fmt: skip
 
 
+def measurable_pairs(
+    pid: pd.DataFrame, floor: float, measure: str = "mmi"
+) -> tuple[tuple[str, str], ...]:
+    """The (model, task) pairs whose I(V,L;Y) passes the information ``floor`` at some layer
+    (:func:`knockout_per_task`'s ``measurable``)."""
+    total = pid[(pid["measure"] == measure) & (pid["atom"] == "total")]
+    hit = total.loc[above_floor(total, floor), ["model", "task"]]
+    return tuple(dict.fromkeys(zip(hit["model"], hit["task"], strict=True)))
+
+
 def measurable_tasks(pid: pd.DataFrame, floor: float, measure: str = "mmi") -> tuple[str, ...]:
     """The tasks where some model's I(V,L;Y) passes the information ``floor`` at some layer."""
-    total = pid[(pid["measure"] == measure) & (pid["atom"] == "total")]
-    return tuple(dict.fromkeys(total.loc[above_floor(total, floor), "task"]))
+    return tuple(dict.fromkeys(task for _, task in measurable_pairs(pid, floor, measure)))
 
 
 def shares(df: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from pidlib.analysis.claims import Claim, knockout_claims
 from pidlib.analysis.paired import layerwise_difference
-from pidlib.analysis.summaries import knockout_per_task
+from pidlib.analysis.summaries import knockout_per_task, measurable_pairs
 from pidlib.book.inputs import load_features, load_samples
 from pidlib.book.workers import run_model_calls
 from pidlib.config.profiles import Profile
@@ -171,16 +171,20 @@ def knockout_pid(
     clean_features: Mapping[tuple[str, str], Features],
     models: ChapterModels,
     flow: str = "image->question",
+    refit: Collection[tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
     """Layer-wise PID under an all-layer knockout of ``flow`` on the clean run's correct
     questions, as MMI knockout-minus-clean differences with paired intervals
     (:func:`~pidlib.analysis.paired.layerwise_difference`), in a ``transforms`` column: "clean
     maps reused" (the clean run's PCA and flows) always, and "refit" (PCA and flows fitted on
-    the knocked-out activations) when the knockout moves V or L. A flow into the last position
-    leaves both bit-identical, so refitting would only refit Y's map. Beside each row, per
-    (model, task): ``flow``, the knocked-out accuracy (argmax over the options,
-    ``accuracy_ko``) and the largest change of any pooled image-token (``max_dV``) and
-    question-token state (``max_dL``) at any layer."""
+    the knocked-out activations) when the knockout moves V or L, for the (model, task) pairs
+    in ``refit`` (default: every pair; the chapters pass those above the information floor,
+    :func:`~pidlib.analysis.summaries.measurable_pairs`: below it the clean sources carry no
+    measurable information for a knockout to move, and a refit's two flow fits per layer are
+    most of a job's time). A flow into the last position leaves V and L bit-identical, so
+    refitting would only refit Y's map. Beside each row, per (model, task): ``flow``, the
+    knocked-out accuracy (argmax over the options, ``accuracy_ko``) and the largest change of
+    any pooled image-token (``max_dV``) and question-token state (``max_dL``) at any layer."""
     pairs = [(m, t) for m in profile.models for t in profile.tasks]
     with stage("knockout forwards"), pinned_threads(profile.parallel.threads):
         got = models.knockout_features_many(
@@ -194,9 +198,21 @@ def knockout_pid(
     # the chapter reads the MMI differences only (the paper's measure): BROJA's would double the
     # Gaussian PIDs of every half-subsample for numbers no page shows
     spec = dataclasses.replace(profile.pid, measures=("mmi",))
-    table = layerwise_difference(clean_features, ko, pid_spec=spec, layers=profile.layers,
-                                 parallel=profile.parallel, seed=profile.seed,
-                                 maps=("refit", "clean") if moved else ("clean",))  # fmt: skip
+    refitted = [p for p in pairs if moved and (refit is None or p in set(refit))]
+    parts = [
+        layerwise_difference({p: clean_features[p] for p in chosen}, {p: ko[p] for p in chosen},
+                             pid_spec=spec, layers=profile.layers, parallel=profile.parallel,
+                             seed=profile.seed, maps=maps)
+        for chosen, maps in ((refitted, ("refit", "clean")),
+                             ([p for p in pairs if p not in refitted], ("clean",)))
+        if chosen
+    ]  # fmt: skip
+    order = {p: i for i, p in enumerate(pairs)}
+    table = pd.concat(parts, ignore_index=True)
+    table = table.iloc[
+        np.argsort([order[k] for k in zip(table["model"], table["task"], strict=True)],
+                   kind="stable")
+    ].reset_index(drop=True)  # fmt: skip
     acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}
     keys = list(zip(table["model"], table["task"], strict=True))
     return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys],
@@ -215,5 +231,6 @@ def image_question_claims(
         profile = dataclasses.replace(profile, pid=dataclasses.replace(profile.pid, n_bootstrap=0))
     samples = load_samples(profile)
     clean = load_features(profile, samples=samples)
-    deltas = knockout_pid(profile, samples, clean, ChapterModels(profile), "image->question")
+    deltas = knockout_pid(profile, samples, clean, ChapterModels(profile), "image->question",
+                          refit=measurable_pairs(clean_pid, profile.floor_bits))  # fmt: skip
     return knockout_claims(knockout_per_task(deltas, clean_pid, floor=profile.floor_bits))[0]
