@@ -111,12 +111,11 @@ def main(argv: list[str] | None = None) -> int:
              **cache_state(cache_root()), "all_chapters": not args.only, "chapters": {},
              "html": None}  # fmt: skip
 
-    def finished(src: Path, seconds: float, lane: str) -> None:
-        timings[src.stem] = {
-            "seconds": round(seconds, 1),
-            "finished": time.strftime("%FT%TZ", time.gmtime()),
-            "lane": lane,
-        }
+    def now() -> str:
+        return time.strftime("%FT%TZ", time.gmtime())
+
+    def finished(src: Path, seconds: float, lane: str, at: str | None = None) -> None:
+        timings[src.stem] = {"seconds": round(seconds, 1), "finished": at or now(), "lane": lane}
         timings_path.write_text(json.dumps(timings, indent=1))
         build["chapters"][src.stem] = round(seconds, 1)
         print(f"[book]   {src.stem}: {seconds:.1f} s{' (side lane)' if lane == 'side' else ''}",
@@ -136,19 +135,22 @@ def main(argv: list[str] | None = None) -> int:
               "the model chapters ...", flush=True)  # fmt: skip
         build["side_lane"] = [s.stem for s in side]
         spawn = multiprocessing.get_context("spawn")
+        ended: dict[str, str] = {}  # when each side chapter ended, not when it was collected
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
             pending: list[tuple[Path, Future]] = [
                 (s, pool.submit(execute_chapter, s, out_dir / f"{s.stem}.ipynb",
                                 {"profile": arg}, figures=figures)) for s in side
             ]  # fmt: skip
+            for s, fut in pending:
+                fut.add_done_callback(lambda _, stem=s.stem: ended.setdefault(stem, now()))
             try:
                 for src in main_lane:
                     run(src)
                     while pending and pending[0][1].done():
                         src_side, done = pending.pop(0)
-                        finished(src_side, done.result(), "side")
+                        finished(src_side, done.result(), "side", ended.get(src_side.stem))
                 for src_side, fut in pending:
-                    finished(src_side, fut.result(), "side")
+                    finished(src_side, fut.result(), "side", ended.get(src_side.stem))
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
