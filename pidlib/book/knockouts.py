@@ -198,7 +198,8 @@ def knockout_pid(
     # the chapter reads the MMI differences only (the paper's measure): BROJA's would double the
     # Gaussian PIDs of every half-subsample for numbers no page shows
     spec = dataclasses.replace(profile.pid, measures=("mmi",))
-    refitted = [p for p in pairs if moved and (refit is None or p in set(refit))]
+    wanted = set(pairs if refit is None else refit) if moved else set()
+    refitted = [p for p in pairs if p in wanted]
     parts = [
         layerwise_difference({p: clean_features[p] for p in chosen}, {p: ko[p] for p in chosen},
                              pid_spec=spec, layers=profile.layers, parallel=profile.parallel,
