@@ -17,11 +17,16 @@ Tests that add hooks to the shared models must remove them (use a context manage
 
 from __future__ import annotations
 
+import importlib.util
+import types
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from pidlib.core.paths import REPO_ROOT
 from pidlib.data.tasks import Sample
 from pidlib.models.families import FAMILIES
 from pidlib.models.loaded import LoadedModel
@@ -38,6 +43,16 @@ TINY_WORDS: tuple[str, ...] = tuple(
     "are there any cubes spheres that what do and have in common material shape metal rubber "
     "cube sphere big small coffee table mug this a".split()
 )
+
+
+def load_script(path: str) -> types.ModuleType:
+    """A fresh module of the repository's script ``path`` (e.g. "scripts/build_book.py"), for
+    tests that call or monkeypatch it."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO_ROOT / path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
 
 TINY_IMAGE_SIZE = 32
 TINY_PATCH_SIZE = 8

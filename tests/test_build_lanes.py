@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import ast
 import calendar
-import importlib.util
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from pidlib.book.runner import CHAPTER_DIR, LAST, SIDE_LANE, chapters, lanes
-from pidlib.core.paths import REPO_ROOT
 
 #: What a side-lane chapter must not import: the model chapters' inputs, features, PID jobs and
 #: knockouts, whose cache entries a chapter running beside them would compute a second time.
@@ -67,10 +66,7 @@ def fake_execute(src, out, parameters, figures=None):
 
 
 def _build_book(monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location("build_book", REPO_ROOT / "scripts" /
-                                                  "build_book.py")  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/build_book.py")
     monkeypatch.setattr(mod, "execute_chapter", fake_execute)
     monkeypatch.setattr(mod, "build_dir", lambda name: tmp_path / "build" / name)
     monkeypatch.setenv(LOG, str(tmp_path / "log.jsonl"))

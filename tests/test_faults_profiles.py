@@ -4,14 +4,13 @@ file anywhere builds into folders named after the profile."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from pidlib.config.profiles import load_profile
-from pidlib.core.paths import REPO_ROOT
 
 pytestmark = pytest.mark.faults
 
@@ -130,18 +129,10 @@ def test_a_profile_name_must_be_a_folder_name(name):
         load_profile("smoke", name=name)
 
 
-def _build_book_module():
-    spec = importlib.util.spec_from_file_location("build_book", REPO_ROOT / "scripts" /
-                                                  "build_book.py")  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_a_profile_file_anywhere_builds_into_its_own_folder(tmp_path, monkeypatch):
     """``build_book.py --profile /path/my.yaml`` crashed with NotADirectoryError
     ('/path/my.yaml/src'): the build folder was named from the argument."""
-    mod = _build_book_module()
+    mod = load_script("scripts/build_book.py")
     executed = []
 
     def execute(src, out, parameters, figures=None):  # stands in for papermill

@@ -7,6 +7,7 @@ import sys
 import jupytext
 import papermill
 import pytest
+from conftest import load_script
 
 from pidlib.book.runner import CHAPTER_DIR, chapters, execute_chapter
 from pidlib.core.paths import REPO_ROOT as ROOT
@@ -68,13 +69,9 @@ def test_build_script_rejects_an_unknown_profile():
 
 def test_book_assets_are_local(tmp_path):
     """The book loads MathJax and Vega from its own _static folder, never from a CDN."""
-    import importlib.util
-
     import yaml
 
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    build_book = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_book)
+    build_book = load_script("scripts/build_book.py")
     js = build_book.write_mathjax(tmp_path)
     assert js.stat().st_size > 100_000 and "MathJax" in js.read_text()
     assert any((tmp_path / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))

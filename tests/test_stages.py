@@ -59,10 +59,9 @@ def test_builds_are_recorded_cold_or_warm_and_bench_shows_the_newest_of_each(
 ):
     """``make book`` appends each build to ``build/<profile>/builds.jsonl`` with the cache's
     state at its start; ``bench_book.py`` prints the newest whole cold and warm build."""
-    import importlib.util
+    from conftest import load_script
 
     from pidlib.book.runner import build_history, cache_state, record_build
-    from pidlib.core.paths import REPO_ROOT
 
     cache = tmp_path / "_cache"
     assert cache_state(cache) == {"cache": "cold", "entries": 0}
@@ -77,11 +76,7 @@ def test_builds_are_recorded_cold_or_warm_and_bench_shows_the_newest_of_each(
     record_build(build, {**base, "cache": "warm", "chapters": {"04": 1.0}, "all_chapters": False})
     assert [b["cache"] for b in build_history(build)] == ["cold", "warm", "warm"]
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_book", REPO_ROOT / "benchmarks" / "bench_book.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/bench_book.py")
     found = {r["cache"]: r for r in bench.rows(tmp_path)}
     assert found["cold"]["seconds"] == 804.0 and found["warm"]["seconds"] == 42.0
     assert found["cold"]["target"] == 600.0  # a --only build never counts as the warm build
