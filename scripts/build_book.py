@@ -50,6 +50,12 @@ DEFAULT_PROFILE = "cpu"
 MATHJAX_PARTS = ("tex-mml-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions")
 
 
+def utc_now() -> str:
+    """Now, UTC, to the second: ``time.gmtime()`` with no argument reads C's ``time()``, a coarse
+    clock that can lag ``time.time()`` across a second boundary, so pass the fine clock."""
+    return time.strftime("%FT%TZ", time.gmtime(time.time()))
+
+
 def write_mathjax(static_dir: Path) -> Path:
     """Copy MathJax 3 (from the ``django-static-mathjax`` wheel) into ``static_dir/mathjax`` so
     formulas render offline; ``_config.yml`` points ``mathjax_path`` at it."""
@@ -107,15 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         sources = chapters(args.only)
     except ValueError as err:
         ap.error(f"--only: {err}")
-    build = {"profile": profile.name, "started": time.strftime("%FT%TZ", time.gmtime()),
+    build = {"profile": profile.name, "started": utc_now(),
              **cache_state(cache_root()), "all_chapters": not args.only, "chapters": {},
              "html": None}  # fmt: skip
 
-    def now() -> str:
-        return time.strftime("%FT%TZ", time.gmtime())
-
     def finished(src: Path, seconds: float, lane: str, at: str | None = None) -> None:
-        timings[src.stem] = {"seconds": round(seconds, 1), "finished": at or now(), "lane": lane}
+        timings[src.stem] = {"seconds": round(seconds, 1), "finished": at or utc_now(),
+                             "lane": lane}  # fmt: skip
         timings_path.write_text(json.dumps(timings, indent=1))
         build["chapters"][src.stem] = round(seconds, 1)
         print(f"[book]   {src.stem}: {seconds:.1f} s{' (side lane)' if lane == 'side' else ''}",
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                                 {"profile": arg}, figures=figures)) for s in side
             ]  # fmt: skip
             for s, fut in pending:
-                fut.add_done_callback(lambda _, stem=s.stem: ended.setdefault(stem, now()))
+                fut.add_done_callback(lambda _, stem=s.stem: ended.setdefault(stem, utc_now()))
             try:
                 for src in main_lane:
                     run(src)
