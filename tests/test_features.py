@@ -345,17 +345,40 @@ def test_minigqa_pools_drawn_on_workers_equal_a_draw_here(tmp_path, monkeypatch)
     profile = load_profile("smoke", tasks=tasks, samples_per_task=10)
     store = ArrayCache(tmp_path)
     n = pool_size(10, 1.5)
-    drawn = inputs._draw_on_workers(store, profile.dataset, tasks, n, profile.parallel)
-    assert sorted(drawn) == tasks
+    wanted = [(profile.dataset, t, n) for t in tasks]
+    drawn = inputs._draw_on_workers(store, wanted, profile.parallel)
+    assert sorted(drawn) == wanted
     here = load_samples(profile.dataset, tasks=tasks, samples_per_task=10, cache=False)
     got = load_samples(profile, cache=store)
     assert len(list((tmp_path / inputs._POOL).iterdir())) == 2
     for t in tasks:
-        assert samples_fingerprint(drawn[t]) == samples_fingerprint(here[t])
+        assert samples_fingerprint(drawn[profile.dataset, t, n]) == samples_fingerprint(here[t])
         assert samples_fingerprint(got[t]) == samples_fingerprint(here[t])
-    assert inputs._draw_on_workers(store, profile.dataset, tasks, n, profile.parallel) == {}
+    assert inputs._draw_on_workers(store, wanted, profile.parallel) == {}
     one = dataclasses.replace(profile.parallel, n_jobs=1)
-    assert inputs._draw_on_workers(ArrayCache(tmp_path / "b"), profile.dataset, tasks, n, one) == {}
+    assert inputs._draw_on_workers(ArrayCache(tmp_path / "b"), wanted, one) == {}
+
+
+def test_draw_pools_draws_every_prior_at_once_the_same_questions(tmp_path, monkeypatch):
+    """Profiles at other language priors get their pools drawn together, stored under the
+    keys each profile reads: the same questions as a draw here, and ``load_samples`` then
+    draws nothing."""
+    from pidlib.book import inputs
+
+    monkeypatch.setattr(inputs, "MIN_POOL_QUESTIONS", 0)
+    monkeypatch.setenv("PIDBOOK_CACHE", str(tmp_path))
+    base = load_profile("smoke", tasks=["ChooseAttr", "CompareAttr"], samples_per_task=10)
+    at = [dataclasses.replace(base, dataset=dataclasses.replace(base.dataset, prior=p))
+          for p in (0.0, 0.9)]  # fmt: skip
+    here = [load_samples(p.dataset, tasks=list(p.tasks), samples_per_task=10, cache=False)
+            for p in at]  # fmt: skip
+    inputs.draw_pools(at)
+    assert len(list((tmp_path / inputs._POOL).iterdir())) == 4
+    monkeypatch.setattr(inputs, "_draw", lambda *a: pytest.fail(f"drew {a} again"))
+    for p, drawn_here in zip(at, here, strict=True):
+        got = load_samples(p)
+        for t in p.tasks:
+            assert samples_fingerprint(got[t]) == samples_fingerprint(drawn_here[t])
 
 
 def test_samples_fingerprint_reuse_is_exact():

@@ -24,6 +24,7 @@ from pidlib.data.minigqa.scenes import (
     Scene,
     make_scene,
     render,
+    scene_in_split,
     scene_split,
 )
 from pidlib.data.minigqa.verify import verify, verify_all
@@ -268,6 +269,25 @@ def _alone(shape="square", color="red", size="large", material="metal", cell=(1,
 
 def _ink(img) -> np.ndarray:
     return np.any(np.asarray(img, dtype=int) != np.array(BACKGROUND), axis=-1)
+
+
+@pytest.mark.parametrize("layout", ["grid", "free"])
+def test_scene_in_split_is_make_scene_filtered_by_split(layout):
+    """The generators' fast path (a grid scene hashed before its objects are built) keeps a
+    scene exactly when :func:`scene_split` would, equal to :func:`make_scene`'s, and leaves the
+    random stream where :func:`make_scene` leaves it."""
+    config = MiniGQAConfig(layout=layout, prior=0.5, max_objects=5)
+    kept = dict.fromkeys(SPLITS, 0)
+    for split in SPLITS:
+        a, b = np.random.default_rng([5, len(split)]), np.random.default_rng([5, len(split)])
+        for _ in range(300):
+            got, scene = scene_in_split(a, config, split), make_scene(b, config)
+            assert got == (scene if scene_split(scene) == split else None)
+            if got is not None:
+                assert got.content_hash() == scene.content_hash()
+                kept[split] += 1
+        assert a.random() == b.random()
+    assert all(kept.values()), kept
 
 
 def test_grid_objects_are_drawn_inside_their_cells():

@@ -24,7 +24,7 @@ from pidlib.extract.features import Features, cached_features, extract_features
 from pidlib.models.fingerprint import source_fingerprint
 from pidlib.models.load import load_model
 
-__all__ = ["DATASETS", "pool_size", "load_samples", "load_features"]
+__all__ = ["DATASETS", "pool_size", "load_samples", "draw_pools", "load_features"]
 
 #: Dataset names :func:`load_samples` understands (``DatasetSpec.name``).
 DATASETS: tuple[str, ...] = ("minigqa", "gqa", "gqa-csv")
@@ -127,16 +127,13 @@ def load_samples(
     if isinstance(profile, DatasetSpec) and (tasks is None or samples_per_task is None):
         raise ValueError("load_samples: with a DatasetSpec, pass tasks= and samples_per_task=")
     tasks = validate_tasks(tasks if tasks is not None else profile.tasks or "all")
-    if not isinstance(profile, DatasetSpec) and not profile.correct_only:
-        oversample = 1.0  # every question is kept: no filter to feed
-    n = pool_size(samples_per_task if samples_per_task is not None else profile.samples_per_task,
-                  oversample)  # fmt: skip
+    n = _profile_pool_size(profile, samples_per_task, oversample)
     if spec.name == "minigqa":
         store = open_cache(cache)
         parallel = None if isinstance(profile, DatasetSpec) else profile.parallel
-        drawn = _draw_on_workers(store, spec, tasks, n, parallel)
-        return {t: _pool(store, spec, t, n, (lambda t=t: drawn[t]) if t in drawn else
-                         (lambda t=t: _draw(t, n, spec.split, spec.seed, spec.prior)))
+        drawn = _draw_on_workers(store, [(spec, t, n) for t in tasks], parallel)
+        return {t: _pool(store, spec, t, n, (lambda t=t: drawn[spec, t, n]) if (spec, t, n) in
+                         drawn else (lambda t=t: _draw(t, n, spec.split, spec.seed, spec.prior)))
                 for t in tasks}  # fmt: skip
     if spec.make == "minigqa":
         _make_gqa_folder(spec, tasks, n)
@@ -186,28 +183,61 @@ MIN_POOL_QUESTIONS = 3000
 
 
 def _draw_on_workers(
-    store: ArrayCache | None, spec: DatasetSpec, tasks: Sequence[str], n: int,
+    store: ArrayCache | None, wanted: Sequence[tuple[DatasetSpec, str, int]],
     parallel: ParallelSpec | None,
-) -> dict[str, list[Sample]]:  # fmt: skip
-    """The pools of ``tasks`` neither kept nor stored, drawn on ``parallel``'s workers (one
-    thread each) when two or more of them, :data:`MIN_POOL_QUESTIONS` questions in all, are
-    missing: each task has its own random stream, so a pool is the same wherever it is drawn
-    (the cpu book's chapters drew theirs one after another, 30 s of its cold time, while the
-    workers idled). ``{}`` otherwise: :func:`_pool` draws here."""
+) -> dict[tuple[DatasetSpec, str, int], list[Sample]]:  # fmt: skip
+    """The pools ``(dataset, task, n)`` of ``wanted`` neither kept nor stored, drawn on
+    ``parallel``'s workers (one thread each) when two or more of them, :data:`MIN_POOL_QUESTIONS`
+    questions in all, are missing: each task has its own random stream, so a pool is the same
+    wherever it is drawn (the cpu book's chapters drew theirs one after another, 30 s of its
+    cold time, while the workers idled). The strongest language priors go first: they reject
+    the most scenes, and the longest pool started last would leave a worker idle. ``{}``
+    otherwise: :func:`_pool` draws here."""
     if store is None or parallel is None or parallel.backend == "sequential":
         return {}
-    todo = [t for t in tasks if (str(store.root), _pool_key(spec, t, n)[1]) not in _POOLS
+    todo = [(spec, t, n) for spec, t, n in dict.fromkeys(wanted)
+            if (str(store.root), _pool_key(spec, t, n)[1]) not in _POOLS
             and not store.path(_POOL, _pool_key(spec, t, n)[1]).is_dir()]  # fmt: skip
-    if len(todo) < 2 or parallel.n_jobs == 1 or n * len(todo) < MIN_POOL_QUESTIONS:
+    if len(todo) < 2 or parallel.n_jobs == 1 or sum(n for *_, n in todo) < MIN_POOL_QUESTIONS:
         return {}
     import joblib
 
     from pidlib.analysis.parallel import backend
 
+    todo.sort(key=lambda w: -w[0].prior)  # stable: the tasks' order within a prior
     with backend(parallel):
         got = joblib.Parallel()(joblib.delayed(_draw)(t, n, spec.split, spec.seed, spec.prior)
-                                for t in todo)  # fmt: skip
+                                for spec, t, n in todo)  # fmt: skip
     return dict(zip(todo, got, strict=True))
+
+
+def _profile_pool_size(
+    profile: Profile | DatasetSpec, samples_per_task: int | None, oversample: float
+) -> int:
+    """:func:`pool_size` of a profile's (or a ``DatasetSpec``'s) pools: no oversampling when
+    every question is kept (no correct filter to feed)."""
+    if not isinstance(profile, DatasetSpec) and not profile.correct_only:
+        oversample = 1.0
+    return pool_size(samples_per_task if samples_per_task is not None else profile.samples_per_task,
+                     oversample)  # fmt: skip
+
+
+def draw_pools(profiles: Sequence[Profile], oversample: float = 1.5) -> None:
+    """Draw and store, at once on the first profile's workers, every Mini-GQA pool the
+    ``profiles`` will read (:func:`load_samples` with ``oversample``) and the cache lacks:
+    profiles that differ in their dataset (e.g. the language prior) read their pools in turn,
+    and drawing them one profile at a time left a worker idle behind each profile's longest
+    pool. Other datasets have no pools to draw."""
+    wanted = [(p.dataset, t, _profile_pool_size(p, None, oversample))
+              for p in profiles if p.dataset.name == "minigqa"
+              for t in validate_tasks(p.tasks or "all")]  # fmt: skip
+    store = open_cache(True)
+    if not wanted or store is None:
+        return
+    with stage("questions"):
+        drawn = _draw_on_workers(store, wanted, profiles[0].parallel)
+        for (spec, t, n), samples in drawn.items():
+            _pool(store, spec, t, n, lambda samples=samples: samples)
 
 
 def _pool(

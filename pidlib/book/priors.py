@@ -10,7 +10,7 @@ import pandas as pd
 
 from pidlib.analysis.layerwise import layerwise_pid
 from pidlib.analysis.summaries import prior_contrast
-from pidlib.book.inputs import load_features
+from pidlib.book.inputs import draw_pools, load_features
 from pidlib.config.profiles import Profile
 
 __all__ = ["replicate_tables", "learned_prior_pid", "learned_prior_contrast", "prior_side"]
@@ -38,11 +38,11 @@ def learned_prior_pid(profile: Profile, layers: Sequence[int]) -> pd.DataFrame:
     the ``prior_tasks``' test questions generated at the language prior it was trained at: one
     table with a ``prior`` column."""
     seeds = profile.seeds
-    rows = []
-    for p, model in zip(seeds.priors, seeds.prior_models, strict=True):
-        at_p = replace(profile, models=(model,), tasks=seeds.prior_tasks,
-                       dataset=replace(profile.dataset, prior=p))  # fmt: skip
-        rows.append(_mmi(at_p, layers).assign(prior=p))
+    at = [(p, replace(profile, models=(model,), tasks=seeds.prior_tasks,
+                      dataset=replace(profile.dataset, prior=p)))
+          for p, model in zip(seeds.priors, seeds.prior_models, strict=True)]  # fmt: skip
+    draw_pools([at_p for _, at_p in at])  # every prior's questions at once, on the workers
+    rows = [_mmi(at_p, layers).assign(prior=p) for p, at_p in at]
     return pd.concat(rows, ignore_index=True)
 
 

@@ -27,9 +27,8 @@ from pidlib.data.minigqa.scenes import (
     SPLITS,
     MiniGQAConfig,
     Scene,
-    make_scene,
     render,
-    scene_split,
+    scene_in_split,
 )
 from pidlib.data.tasks import TASKS, Sample, validate_task, validate_tasks
 
@@ -272,8 +271,8 @@ def generate(
         accepted = 0
         budget = 500 * n_per_task + 20_000
         for _ in range(budget):
-            scene = make_scene(rng, config)
-            if scene_split(scene) != split:
+            scene = scene_in_split(rng, config, split)
+            if scene is None:
                 continue
             s = make_question(scene, task, rng, config)
             if s is None or (s.image_id, s.question) in seen:
@@ -322,8 +321,8 @@ def generate_scene_batch(
     fp = config.fingerprint()
     out: list[tuple[Scene, Image.Image, list[Sample]]] = []
     for _ in range(200 * n_scenes + 10_000):
-        scene = make_scene(rng, config)
-        if scene_split(scene) != split:
+        scene = scene_in_split(rng, config, split)
+        if scene is None:
             continue
         # make_question's steps, with the scene's dict, hash and CompareAttr pairs made once
         # and a Sample built only for an accepted question (most tries are rejected): the same

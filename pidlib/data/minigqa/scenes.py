@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "make_scene",
     "render",
     "scene_split",
+    "scene_in_split",
 ]
 
 #: Object categories (GQA "name"), and their plurals as used in LogicalObj questions.
@@ -235,20 +237,53 @@ class Scene:
 
     def content_hash(self) -> str:
         """A hex digest of the objects and their positions (the scene's identity)."""
-        key = ";".join(
-            f"{o.shape},{o.color},{o.size},{o.material},{o.x:.4f},{o.y:.4f},{o.radius:.4f}"
+        return _digest(
+            f"{o.shape},{o.color},{o.size},{o.material},{_place(o.x, o.y, o.radius)}"
             for o in sorted(self.objects, key=lambda o: (o.y, o.x))
         )
-        return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
-def scene_split(scene: Scene) -> str:
-    """The split a scene belongs to, from its content hash (see :data:`SPLITS`)."""
-    bucket = int(scene.content_hash(), 16) % 100
+def _place(x: float, y: float, radius: float) -> str:
+    """An object's position and radius as :meth:`Scene.content_hash` writes them."""
+    return f"{x:.4f},{y:.4f},{radius:.4f}"
+
+
+def _digest(objects: Iterable[str]) -> str:
+    """The content hash of a scene's objects, each written as :meth:`Scene.content_hash` writes
+    it, in its order (by ``(y, x)``)."""
+    return hashlib.blake2b(";".join(objects).encode(), digest_size=8).hexdigest()
+
+
+def _split_of(digest: str) -> str:
+    bucket = int(digest, 16) % 100
     for name, (lo, hi) in SPLITS.items():
         if lo <= bucket < hi:
             return name
     raise AssertionError("unreachable: SPLITS cover 0..99")  # pragma: no cover
+
+
+def scene_split(scene: Scene) -> str:
+    """The split a scene belongs to, from its content hash (see :data:`SPLITS`)."""
+    return _split_of(scene.content_hash())
+
+
+def scene_in_split(rng: np.random.Generator, config: MiniGQAConfig, split: str) -> Scene | None:
+    """:func:`make_scene` ``(rng, config)`` if the scene is in ``split``, else None: the same
+    draws from ``rng`` either way. Most scenes of a split are rejected (it holds 10-70% of
+    them), so on the grid a scene is hashed from its attributes and cells before any object is
+    built (half the time of a generator's loop)."""
+    if config.layout != "grid":
+        scene = make_scene(rng, config)
+        return scene if scene_split(scene) == split else None
+    cells, attrs = _grid_draw(rng, config)
+    places = _grid_places(config.grid_size)
+    key = (
+        f"{shape},{color},{size},{material},{places[k][size]}"  # cells in (y, x) order
+        for k, (shape, color, size, material) in zip(cells, attrs, strict=True)
+    )
+    if _split_of(_digest(key)) != split:
+        return None
+    return _grid_scene(cells, attrs, config.grid_size)
 
 
 def _attributes(rng: np.random.Generator, config: MiniGQAConfig, n: int) -> list[tuple]:
@@ -265,21 +300,43 @@ def _attributes(rng: np.random.Generator, config: MiniGQAConfig, n: int) -> list
     return out
 
 
+def _grid_draw(rng: np.random.Generator, config: MiniGQAConfig) -> tuple[list[int], list[tuple]]:
+    """A grid scene's cells (row-major indices, ascending) and its objects' attributes."""
+    n = int(rng.integers(config.min_objects, config.max_objects + 1))
+    u = rng.random(config.grid_size**2).tolist()
+    cells = sorted(sorted(range(len(u)), key=u.__getitem__)[:n])  # a uniform n-subset
+    return cells, _attributes(rng, config, n)
+
+
+@lru_cache(maxsize=16)
+def _grid_geometry(g: int) -> tuple[tuple[tuple[int, int], float, float], ...]:
+    """Per cell of a ``g`` x ``g`` grid: ``(row, col)`` and its centre ``(x, y)``."""
+    return tuple(((k // g, k % g), (k % g + 0.5) / g, (k // g + 0.5) / g) for k in range(g * g))
+
+
+@lru_cache(maxsize=16)
+def _grid_places(g: int) -> tuple[dict[str, str], ...]:
+    """Per cell of a ``g`` x ``g`` grid, per size: :func:`_place` of an object there."""
+    return tuple({size: _place(x, y, _RADIUS[size] / g) for size in SIZES}
+                 for _, x, y in _grid_geometry(g))  # fmt: skip
+
+
+def _grid_scene(cells: list[int], attrs: list[tuple], g: int) -> Scene:
+    geometry = _grid_geometry(g)
+    objects = []
+    for k, (shape, color, size, material) in zip(cells, attrs, strict=True):
+        cell, x, y = geometry[k]
+        objects.append(SceneObject(shape, color, size, material, x, y, _RADIUS[size] / g, cell))
+    return Scene(tuple(objects), "grid", g)
+
+
 def make_scene(rng: np.random.Generator, config: MiniGQAConfig) -> Scene:
     """Sample a scene of ``min_objects..max_objects`` objects with ``rng`` (seeded numpy)."""
+    if config.layout == "grid":
+        return _grid_scene(*_grid_draw(rng, config), config.grid_size)
     n = int(rng.integers(config.min_objects, config.max_objects + 1))
     side = config.size
     objects = []
-    if config.layout == "grid":
-        g = config.grid_size
-        cells = sorted(np.argsort(rng.random(g * g))[:n].tolist())  # a uniform n-subset
-        for k, (shape, color, size, material) in zip(
-            cells, _attributes(rng, config, n), strict=True
-        ):
-            row, col = divmod(k, g)
-            x, y, r = (col + 0.5) / g, (row + 0.5) / g, _RADIUS[size] / g
-            objects.append(SceneObject(shape, color, size, material, x, y, r, (row, col)))
-        return Scene(tuple(objects), "grid", g)
     for _attempt in range(100):
         objects = []
         for shape, color, size, material in _attributes(rng, config, n):
