@@ -159,11 +159,7 @@ Markdown(
 
 # %%
 measurable = measurable_pairs(clean, cfg.floor_bits)
-both = pd.concat(
-    [knockout_pid(cfg, samples, clean_feats, model, flow, refit=measurable)
-     for flow in cfg.knockout.pid_flows],
-    ignore_index=True,
-)  # fmt: skip
+both = knockout_pid(cfg, samples, clean_feats, model, cfg.knockout.pid_flows, refit=measurable)
 mmi = both[(both["measure"] == "mmi") & (both["flow"] == "image->question")]
 if measurable:  # else every pair, all below the floor (the sentence below says so)
     mmi = mmi[[p in measurable for p in zip(mmi["model"], mmi["task"], strict=True)]]

@@ -13,6 +13,7 @@ import pytest
 from pidlib.data.minigqa.gallery import contact_sheet, gallery
 from pidlib.data.minigqa.program import TASK_OPTIONS, question_words, vocabulary
 from pidlib.data.minigqa.questions import generate, generate_scene_batch, make_question
+from pidlib.data.minigqa.render import render
 from pidlib.data.minigqa.scenes import (
     BACKGROUND,
     COLORS,
@@ -23,7 +24,6 @@ from pidlib.data.minigqa.scenes import (
     MiniGQAConfig,
     Scene,
     make_scene,
-    render,
     scene_in_split,
     scene_split,
 )

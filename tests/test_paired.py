@@ -1,6 +1,8 @@
 """Paired intervals for knockout-minus-clean differences (issue 15): same questions, one
 resampling for both runs."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -105,6 +107,44 @@ def test_layerwise_difference_matches_the_clean_table_and_caches(tmp_path):
     n_entries = len(list(tmp_path.rglob("*.npz")))
     again = layerwise_difference([clean], [noisy], cache=store, **kw)
     assert again.equals(diff) and len(list(tmp_path.rglob("*.npz"))) == n_entries == 6
+
+
+def test_several_runs_in_one_job_equal_one_call_per_run(tmp_path):
+    """Several knocked-out runs measured in one job per layer (the clean run's part made once)
+    give each run's own call's numbers, bit for bit, with maps per run; one cache entry per
+    layer; a run on other questions or without maps is refused by name."""
+    from pidlib.analysis.paired import layerwise_difference, layerwise_differences
+    from pidlib.config.profiles import ParallelSpec, PIDSpec
+    from pidlib.core.cache import ArrayCache
+    from tests.test_layerwise import make_features
+
+    rng = np.random.default_rng(4)
+    n, spec = 240, PIDSpec(measures=("mmi",), flow=False, n_bootstrap=8, n_seeds=1)
+    V, L = rng.normal(size=(n, 3, 2)), rng.normal(size=(n, 3, 2))
+    y = V[:, -1, 0] + L[:, -1, 0] + rng.normal(size=n)
+    clean = make_features("m", "t", V, L, y)
+    runs = {"a": [make_features("m", "t", V + rng.normal(size=V.shape), L, y)],
+            "b": [make_features("m", "t", V, L, y + rng.normal(size=n))]}  # fmt: skip
+    maps = {"a": ("refit", "clean"), "b": ("clean",)}
+    kw = {"pid_spec": spec, "parallel": ParallelSpec(backend="sequential", n_jobs=1), "seed": 3}
+    store = ArrayCache(tmp_path)
+    both = layerwise_differences([clean], runs, maps=maps, cache=store, **kw)
+    assert len(list(tmp_path.rglob("*.npz"))) == 3  # one job per layer
+    for r, m in maps.items():
+        alone = layerwise_difference([clean], runs[r], maps=m, cache=False, **kw)
+        mine = both[both["run"] == r].drop(columns="run").reset_index(drop=True)
+        assert mine.equals(alone), r
+    x = [(clean.V[:, 2], clean.L[:, 2], clean.Y)]
+    changed = {r: (f[0].V[:, 2], f[0].L[:, 2], f[0].Y) for r, f in runs.items()}
+    pair = pid_flow_difference(*x, changed, maps=maps, n_bootstrap=4, flow=False)
+    for r, m in maps.items():
+        assert pair[r] == pid_flow_difference(*x, changed[r], maps=m, n_bootstrap=4, flow=False)
+    with pytest.raises(ValueError, match="maps of each changed run"):
+        pid_flow_difference(*x, changed, maps={"a": "clean"}, flow=False)
+    other = make_features("m", "t", V[::-1], L, y)
+    other = dataclasses.replace(other, qid=other.qid[::-1])
+    with pytest.raises(ValueError, match=r"\(b\) has other questions"):
+        layerwise_differences([clean], {"a": runs["a"], "b": [other]}, cache=False, **kw)
 
 
 def test_localisation_and_width_summaries():

@@ -24,7 +24,7 @@ from pidlib.pid.result import ATOMS
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TRANSFORMS", "DELTA_COLUMNS", "layerwise_difference"]
+__all__ = ["TRANSFORMS", "DELTA_COLUMNS", "layerwise_difference", "layerwise_differences"]
 
 #: How the knocked-out activations are measured, by :data:`pidlib.pid.paired.MAPS`: PCA and
 #: flows refit on them, or the clean run's reused (in this order in every table and claim list).
@@ -42,10 +42,11 @@ _CODE: tuple[str, ...] = ("pidlib.analysis.paired", "pidlib.pid")
 _FIELDS = ("clean", "changed", "delta", "lo", "hi", "lo_indep", "hi_indep")
 
 
-def _run_job(clean: tuple, changed: tuple, seed: int, spec: dict, label: str,
-             maps: tuple[str, ...], fits: CachedFits | None = None) -> dict:  # fmt: skip
-    """One (model, task, layer): arrays ``(maps, measures, atoms)`` per field (in a worker);
-    the clean fits from ``fits`` when the clean layer-wise job kept them there."""
+def _run_job(clean: tuple, changed: dict[str, tuple], seed: int, spec: dict, label: str,
+             maps: dict[str, tuple[str, ...]], fits: CachedFits | None = None) -> dict:  # fmt: skip
+    """One (model, task, layer): arrays ``(runs x maps, measures, atoms)`` per field, the
+    changed runs and their maps in the order of ``maps`` (in a worker); the clean fits from
+    ``fits`` when the clean layer-wise job kept them there."""
     from pidlib.pid.paired import pid_flow_difference
 
     try:
@@ -57,10 +58,11 @@ def _run_job(clean: tuple, changed: tuple, seed: int, spec: dict, label: str,
     except (ValueError, RuntimeError) as err:
         raise type(err)(f"{label}: {err}") from err
     nan = (math.nan, math.nan)
-    res = {f: np.full((len(maps), len(spec["measures"]), len(ATOMS)), np.nan) for f in _FIELDS}
-    for i, v in enumerate(maps):
+    pairs = [(r, v) for r, vs in maps.items() for v in vs]
+    res = {f: np.full((len(pairs), len(spec["measures"]), len(ATOMS)), np.nan) for f in _FIELDS}
+    for i, (r, v) in enumerate(pairs):
         for j, m in enumerate(spec["measures"]):
-            d = out[v][m]
+            d = out[r][v][m]
             for a, atom in enumerate(ATOMS):
                 ci, ind = (d.ci or {}).get(atom, nan), (d.ci_independent or {}).get(atom, nan)
                 for f, x in zip(_FIELDS, (d.clean[atom], d.changed[atom], d.delta[atom], *ci,
@@ -74,12 +76,8 @@ def layerwise_difference(
     clean: Sequence[Features] | Mapping[Any, Features],
     knocked: Sequence[Features] | Mapping[Any, Features],
     *,
-    pid_spec: PIDSpec | None = None,
-    layers: Sequence[int] | None = None,
-    parallel: ParallelSpec | None = None,
-    cache: ArrayCache | bool = True,
-    seed: int = 0,
     maps: Sequence[str] = MAPS,
+    **kwargs: Any,
 ) -> pd.DataFrame:
     """Knockout minus clean PID per (model, task, layer), measured through each of ``maps``
     (:data:`~pidlib.pid.paired.MAPS`: "refit", "clean"; in :data:`TRANSFORMS` order).
@@ -90,38 +88,79 @@ def layerwise_difference(
     :func:`~pidlib.analysis.layerwise.job_seed` of the clean layer-wise job, so ``value_clean``
     equals the clean table's value. One row per transforms variant, measure and atom, columns
     :data:`DELTA_COLUMNS`. Jobs are cached and run in parallel like
-    :func:`~pidlib.analysis.layerwise.layerwise_pid`.
+    :func:`~pidlib.analysis.layerwise.layerwise_pid`; ``kwargs``: those of
+    :func:`layerwise_differences` (one run).
     """
+    table = layerwise_differences(clean, {"": knocked}, maps=maps, **kwargs)
+    return table.drop(columns="run")
+
+
+def layerwise_differences(
+    clean: Sequence[Features] | Mapping[Any, Features],
+    runs: Mapping[str, Sequence[Features] | Mapping[Any, Features]],
+    *,
+    pid_spec: PIDSpec | None = None,
+    layers: Sequence[int] | None = None,
+    parallel: ParallelSpec | None = None,
+    cache: ArrayCache | bool = True,
+    seed: int = 0,
+    maps: Sequence[str] | Mapping[str, Sequence[str]] = MAPS,
+) -> pd.DataFrame:
+    """:func:`layerwise_difference` of several changed runs of the same questions at once
+    (``runs``: label -> knocked-out features, e.g. one knockout per flow; ``maps``: the same
+    for every run, or per label), in a ``run`` column, run by run. One job per (model, task,
+    layer) measures every run: the clean run's fits, latents and half-subsample replicates are
+    made once (:func:`~pidlib.pid.paired.pid_flow_difference` with several runs), and each
+    run's rows equal its own :func:`layerwise_difference`'s."""
     import joblib
     import pandas as pd
 
-    by_key = {(g.model, g.task): g for g in _as_list(knocked)}
+    if not runs:
+        raise ValueError("layerwise_differences: no knocked-out run")
+    by_run = {r: {(g.model, g.task): g for g in _as_list(k)} for r, k in runs.items()}
     items = _as_list(clean)
-    missing = [(f.model, f.task) for f in items if (f.model, f.task) not in by_key]
-    if missing:
-        raise ValueError(f"layerwise_difference: knocked-out features lack {missing}")
-    maps = (maps,) if isinstance(maps, str) else tuple(maps)
-    bad = [m for m in maps if m not in MAPS]
-    if bad or not maps:
-        raise ValueError(f"layerwise_difference: maps must be some of {MAPS}, got {list(maps)}")
-    maps = tuple(m for m in MAPS if m in maps)
+    for r, by_key in by_run.items():
+        missing = [(f.model, f.task) for f in items if (f.model, f.task) not in by_key]
+        if missing:
+            raise ValueError(f"layerwise_difference: knocked-out features{f' ({r})' if r else ''}"
+                             f" lack {missing}")  # fmt: skip
+    per_run = maps if isinstance(maps, Mapping) else dict.fromkeys(runs, maps)
+    if set(per_run) != set(runs):
+        raise ValueError(f"layerwise_differences: maps for {sorted(per_run)}, runs {sorted(runs)}")
+    run_maps = {}
+    for r in runs:
+        m = (per_run[r],) if isinstance(per_run[r], str) else tuple(per_run[r])
+        bad = [v for v in m if v not in MAPS]
+        if bad or not m:
+            raise ValueError(f"layerwise_difference: maps must be some of {MAPS}, got {list(m)}")
+        run_maps[r] = tuple(v for v in MAPS if v in m)
     spec = pid_spec or PIDSpec()
     spec.validate()
     spec_d = dataclasses.asdict(spec)
     store = ArrayCache() if cache is True else (cache or None)
     plan = []
     for f in items:
-        g, n_states = by_key[f.model, f.task], f.V.shape[1]
-        if list(g.qid) != list(f.qid):
-            raise ValueError(f"{f.model} {f.task}: the knocked-out run has other questions")
+        gs, n_states = {r: by_run[r][f.model, f.task] for r in runs}, f.V.shape[1]
+        for r, g in gs.items():
+            if list(g.qid) != list(f.qid):
+                raise ValueError(f"{f.model} {f.task}: the knocked-out run{f' ({r})' if r else ''}"
+                                 " has other questions")  # fmt: skip
         for layer in range(n_states) if layers is None else layers:
             layer = int(layer) % n_states
             s = job_seed(seed, f.model, f.task, layer)
-            params = {"clean": _digest(f.V[:, layer], f.L[:, layer], f.Y),
-                      "knocked": _digest(g.V[:, layer], g.L[:, layer], g.Y), "model": f.model,
-                      "task": f.task, "layer": layer, "target": f.target, "pid": spec_d,
-                      "seed": s, "maps": list(maps)}  # fmt: skip
-            plan.append((f, g, layer, s, cache_key(_KIND, params, _CODE), params))
+            knocked = {r: _digest(g.V[:, layer], g.L[:, layer], g.Y) for r, g in gs.items()}
+            params = {
+                "clean": _digest(f.V[:, layer], f.L[:, layer], f.Y),
+                "knocked": knocked,
+                "model": f.model,
+                "task": f.task,
+                "layer": layer,
+                "target": f.target,
+                "pid": spec_d,
+                "seed": s,
+                "maps": {r: list(v) for r, v in run_maps.items()},
+            }
+            plan.append((f, gs, layer, s, cache_key(_KIND, params, _CODE), params))
     done = {}
     for *_, key, _ in plan:
         hit = store.load(_KIND, key) if store is not None and key not in done else None
@@ -132,14 +171,14 @@ def layerwise_difference(
         calls = (
             joblib.delayed(_run_job)(
                 (f.V[:, layer], f.L[:, layer], f.Y),
-                (g.V[:, layer], g.L[:, layer], g.Y),
+                {r: (g.V[:, layer], g.L[:, layer], g.Y) for r, g in gs.items()},
                 s,
                 spec_d,
                 f"{f.model} {f.task} layer {layer}",
-                maps,
+                run_maps,
                 None if store is None else CachedFits(store.root),
             )  # fmt: skip
-            for f, g, layer, s, _, _ in todo
+            for f, gs, layer, s, _, _ in todo
         )
         for (f, _, _, _, key, params), res in zip(
             todo, joblib.Parallel(return_as="generator")(calls), strict=True
@@ -148,13 +187,16 @@ def layerwise_difference(
                 store.save(_KIND, key, res, params, {"model_name": f.model, "task": f.task})
             done[key] = res
     warn_once([done[key] for key in dict.fromkeys(p[4] for p in plan)], "knockout PID")
+    index = {rv: i for i, rv in enumerate((r, v) for r, vs in run_maps.items() for v in vs)}
     rows = []
-    for f, _, layer, s, key, _ in plan:
-        res, n_layers = done[key], f.V.shape[1] - 1
-        for i, v in enumerate(maps):
-            for j, m in enumerate(spec.measures):
-                for a, atom in enumerate(ATOMS):
-                    rows.append((f.model, f.task, layer, n_layers, layer / n_layers, m, atom,
-                                 TRANSFORMS[v], *(float(res[x][i, j, a]) for x in _FIELDS),
-                                 f.n, s))  # fmt: skip
-    return pd.DataFrame.from_records(rows, columns=list(DELTA_COLUMNS))
+    for r, vs in run_maps.items():
+        for f, _, layer, s, key, _ in plan:
+            res, n_layers = done[key], f.V.shape[1] - 1
+            for v in vs:
+                i = index[r, v]
+                for j, m in enumerate(spec.measures):
+                    for a, atom in enumerate(ATOMS):
+                        rows.append((r, f.model, f.task, layer, n_layers, layer / n_layers, m,
+                                     atom, TRANSFORMS[v], *(float(res[x][i, j, a])
+                                                            for x in _FIELDS), f.n, s))  # fmt: skip
+    return pd.DataFrame.from_records(rows, columns=["run", *DELTA_COLUMNS])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pidlib.analysis.claims import Claim, knockout_claims
-from pidlib.analysis.paired import layerwise_difference
+from pidlib.analysis.paired import layerwise_differences
 from pidlib.analysis.summaries import knockout_per_task, measurable_pairs
 from pidlib.book.inputs import load_features, load_samples
 from pidlib.book.workers import run_model_calls
@@ -170,54 +170,66 @@ def knockout_pid(
     samples: Mapping[str, Sequence[Sample]],
     clean_features: Mapping[tuple[str, str], Features],
     models: ChapterModels,
-    flow: str = "image->question",
+    flows: str | Sequence[str] = "image->question",
     refit: Collection[tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """Layer-wise PID under an all-layer knockout of ``flow`` on the clean run's correct
-    questions, as MMI knockout-minus-clean differences with paired intervals
-    (:func:`~pidlib.analysis.paired.layerwise_difference`), in a ``transforms`` column: "clean
+    """Layer-wise PID under an all-layer knockout of each of ``flows`` on the clean run's
+    correct questions, as MMI knockout-minus-clean differences with paired intervals
+    (:func:`~pidlib.analysis.paired.layerwise_differences`: one job per (model, task, layer)
+    measures every flow, the clean run's part made once), in a ``transforms`` column: "clean
     maps reused" (the clean run's PCA and flows) always, and "refit" (PCA and flows fitted on
     the knocked-out activations) when the knockout moves V or L, for the (model, task) pairs
     in ``refit`` (default: every pair; the chapters pass those above the information floor,
     :func:`~pidlib.analysis.summaries.measurable_pairs`: below it the clean sources carry no
     measurable information for a knockout to move, and a refit's two flow fits per layer are
     most of a job's time). A flow into the last position leaves V and L bit-identical, so
-    refitting would only refit Y's map. Beside each row, per (model, task): ``flow``, the
-    knocked-out accuracy (argmax over the options, ``accuracy_ko``) and the largest change of
-    any pooled image-token (``max_dV``) and question-token state (``max_dL``) at any layer."""
+    refitting would only refit Y's map. Rows flow by flow; beside each row, per (flow, model,
+    task): ``flow``, the knocked-out accuracy (argmax over the options, ``accuracy_ko``) and
+    the largest change of any pooled image-token (``max_dV``) and question-token state
+    (``max_dL``) at any layer."""
+    flows = [flows] if isinstance(flows, str) else list(flows)
     pairs = [(m, t) for m in profile.models for t in profile.tasks]
-    with stage("knockout forwards"), pinned_threads(profile.parallel.threads):
-        got = models.knockout_features_many(
-            [(m, correct_samples(samples[t], clean_features[m, t])) for m, t in pairs], flow,
-            batch_size=profile.batch_size, target=profile.target, progress=sys.stderr.isatty(),
-        )  # fmt: skip
-    ko = dict(zip(pairs, got, strict=True))
-    dv = {key: float(np.abs(f.V - clean_features[key].V).max()) for key, f in ko.items()}
-    dl = {key: float(np.abs(f.L - clean_features[key].L).max()) for key, f in ko.items()}
-    moved = max([*dv.values(), *dl.values()]) > 0
+    ko: dict[str, dict[tuple[str, str], Features]] = {}
+    for flow in flows:
+        with stage("knockout forwards"), pinned_threads(profile.parallel.threads):
+            got = models.knockout_features_many(
+                [(m, correct_samples(samples[t], clean_features[m, t])) for m, t in pairs], flow,
+                batch_size=profile.batch_size, target=profile.target,
+                progress=sys.stderr.isatty(),
+            )  # fmt: skip
+        ko[flow] = dict(zip(pairs, got, strict=True))
+    dv = {(fl, *p): float(np.abs(f.V - clean_features[p].V).max())
+          for fl, by in ko.items() for p, f in by.items()}  # fmt: skip
+    dl = {(fl, *p): float(np.abs(f.L - clean_features[p].L).max())
+          for fl, by in ko.items() for p, f in by.items()}  # fmt: skip
+    moved = {fl: max(v for k, v in [*dv.items(), *dl.items()] if k[0] == fl) > 0 for fl in flows}
     # the chapter reads the MMI differences only (the paper's measure): BROJA's would double the
     # Gaussian PIDs of every half-subsample for numbers no page shows
     spec = dataclasses.replace(profile.pid, measures=("mmi",))
-    wanted = set(pairs if refit is None else refit) if moved else set()
+    wanted = set(pairs if refit is None else refit) if any(moved.values()) else set()
     refitted = [p for p in pairs if p in wanted]
     parts = [
-        layerwise_difference({p: clean_features[p] for p in chosen}, {p: ko[p] for p in chosen},
-                             pid_spec=spec, layers=profile.layers, parallel=profile.parallel,
-                             seed=profile.seed, maps=maps)
-        for chosen, maps in ((refitted, ("refit", "clean")),
-                             ([p for p in pairs if p not in refitted], ("clean",)))
+        layerwise_differences({p: clean_features[p] for p in chosen},
+                              {fl: {p: ko[fl][p] for p in chosen} for fl in flows}, maps=maps,
+                              pid_spec=spec, layers=profile.layers, parallel=profile.parallel,
+                              seed=profile.seed)
+        for chosen, maps in (
+            (refitted, {fl: ("refit", "clean") if moved[fl] else ("clean",) for fl in flows}),
+            ([p for p in pairs if p not in refitted], dict.fromkeys(flows, ("clean",))),
+        )
         if chosen
     ]  # fmt: skip
-    order = {p: i for i, p in enumerate(pairs)}
+    order = {(fl, *p): i for i, (fl, p) in enumerate((fl, p) for fl in flows for p in pairs)}
     table = pd.concat(parts, ignore_index=True)
-    table = table.iloc[
-        np.argsort([order[k] for k in zip(table["model"], table["task"], strict=True)],
-                   kind="stable")
-    ].reset_index(drop=True)  # fmt: skip
-    acc = {key: float((f.choice == f.gold).mean()) for key, f in ko.items()}
-    keys = list(zip(table["model"], table["task"], strict=True))
-    return table.assign(flow=flow, accuracy_ko=[acc[k] for k in keys],
-                        max_dV=[dv[k] for k in keys], max_dL=[dl[k] for k in keys])  # fmt: skip
+    keys = list(zip(table["run"], table["model"], table["task"], strict=True))
+    table = table.iloc[np.argsort([order[k] for k in keys], kind="stable")].reset_index(drop=True)
+    keys = list(zip(table["run"], table["model"], table["task"], strict=True))
+    acc = {(fl, *p): float((f.choice == f.gold).mean()) for fl, by in ko.items()
+           for p, f in by.items()}  # fmt: skip
+    return table.drop(columns="run").assign(
+        flow=[k[0] for k in keys], accuracy_ko=[acc[k] for k in keys],
+        max_dV=[dv[k] for k in keys], max_dL=[dl[k] for k in keys],
+    )  # fmt: skip
 
 
 def image_question_claims(

@@ -80,10 +80,10 @@ def _vector(pid: Any) -> np.ndarray:
 
 def pid_flow_difference(
     clean: Sequence[Any],
-    changed: Sequence[Any],
+    changed: Sequence[Any] | Mapping[str, Sequence[Any]],
     *,
     measure: str | Sequence[str] = "mmi",
-    maps: str | Sequence[str] = MAPS,
+    maps: str | Sequence[str] | Mapping[str, str | Sequence[str]] = MAPS,
     pca_variance: float = 0.95,
     max_dims: int = 32,
     seed: int = 0,
@@ -107,22 +107,48 @@ def pid_flow_difference(
     PIDDifference}}``. ``fit_store``: the clean run's fits are taken from there when the
     clean layer-wise job stored them (:func:`~pidlib.pid.flow.fit_maps`), and kept there
     otherwise; the changed run's are always fitted.
+
+    Several changed runs of the same rows (``changed``: ``{label: (x1, x2, y)}``, e.g. one
+    knockout per flow; ``maps`` then the same for every run or ``{label: maps}``) share one
+    pass over the clean run: its fits, latents, split estimates and half-subsample replicates
+    are made once, and each run's result equals its own call's (the same folds, flow seeds
+    and half-subsamples). Returns ``{label: {maps: {measure: PIDDifference}}}`` then. The
+    intervals are dropped for all runs when any run's latents are too few for half-subsamples.
     """
     measures = measures_of(measure)
-    variants = (maps,) if isinstance(maps, str) else tuple(maps)
-    if not variants or any(v not in MAPS for v in variants):
-        raise ValueError(f"maps must be some of {MAPS}, got {maps!r}")
+    several = isinstance(changed, Mapping)
+    runs = dict(changed) if several else {"": changed}
+    if not runs:
+        raise ValueError("changed: no run to compare with the clean run")
+
+    def variants_of(v: Any) -> tuple[str, ...]:
+        got = (v,) if isinstance(v, str) else tuple(v)
+        if not got or any(x not in MAPS for x in got):
+            raise ValueError(f"maps must be some of {MAPS}, got {v!r}")
+        return got
+
+    if isinstance(maps, Mapping):
+        if set(maps) != set(runs):
+            raise ValueError(f"maps: give the maps of each changed run {sorted(runs)}, got "
+                             f"{sorted(maps)}")  # fmt: skip
+        run_maps = {r: variants_of(maps[r]) for r in runs}
+    else:
+        run_maps = dict.fromkeys(runs, variants_of(maps))
     if scheme != "crossfit":
         raise ValueError(f"paired differences need scheme='crossfit', got {scheme!r}")
     n_rep, n_seeds = _check_int("n_bootstrap", n_bootstrap, 0), _check_int("n_seeds", n_seeds, 1)
     _check_int("n_folds", n_folds, 2)
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}")
-    c, k = _as_data(*clean), _as_data(*changed)
+    c = _as_data(*clean)
     n = len(c[0])
-    if len(k[0]) != n:
-        raise ValueError(f"clean has {n} rows, changed {len(k[0])}: a paired difference needs "
-                         "the same rows (questions) in both runs")  # fmt: skip
+    ks = {r: _as_data(*x) for r, x in runs.items()}
+    for r, k in ks.items():
+        if len(k[0]) != n:
+            raise ValueError(
+                f"clean has {n} rows, changed{f' ({r})' if r else ''} {len(k[0])}: "
+                "a paired difference needs the same rows (questions) in both runs"
+            )
     labels, n_rep, no_ci = interval_strata(c[2], n_folds, n_rep)
 
     def fitted(j: int, rows: list[np.ndarray], store: FitStore | None = None) -> PIDFlow:
@@ -134,22 +160,23 @@ def pid_flow_difference(
         return f.dims, np.concatenate(f.transform(*rows), 1)
 
     # per split, per fold: {run: (dims, held-out latents)} and the held-out class labels; the
-    # runs: "clean run", and the changed run through its own maps ("refit") or the clean run's
-    parts: list[list[tuple[dict[str, tuple], np.ndarray | None]]] = []
+    # runs: "clean run", and each changed run through its own maps ("refit") or the clean run's
+    parts: list[list[tuple[dict[Any, tuple], np.ndarray | None]]] = []
     for s in range(n_seeds):
         rng, split = np.random.default_rng([seed, s]), []
         for j, held in enumerate(folds := fold_indices(n, n_folds, rng, labels)):
             train = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != j]))
             fc = fitted(s * n_folds + j, [a[train] for a in c], fit_store)
-            z = {"clean run": latents(fc, [a[held] for a in c])}
-            if "clean" in variants:
-                z["clean"] = latents(fc, [a[held] for a in k])
-            if "refit" in variants:
-                fk = fitted(s * n_folds + j, [a[train] for a in k])
-                z["refit"] = latents(fk, [a[held] for a in k])
+            z: dict[Any, tuple] = {"clean run": latents(fc, [a[held] for a in c])}
+            for r, k in ks.items():
+                if "clean" in run_maps[r]:
+                    z[r, "clean"] = latents(fc, [a[held] for a in k])
+                if "refit" in run_maps[r]:
+                    fk = fitted(s * n_folds + j, [a[train] for a in k])
+                    z[r, "refit"] = latents(fk, [a[held] for a in k])
             split.append((z, None if labels is None else labels[held]))
         parts.append(split)
-    names = ["clean run", *variants]
+    names = ["clean run", *((r, v) for r in runs for v in MAPS if v in run_maps[r])]
 
     def pids(z: dict) -> dict[str, dict[str, np.ndarray]]:
         out = {}
@@ -185,25 +212,24 @@ def pid_flow_difference(
     info = {"scheme": "crossfit", "n_folds": n_folds, "n_seeds": n_seeds, "n_bootstrap": n_rep,
             "bias_correction": bias_correction, "ci_level": ci_level, "flow": flow,
             "seed": seed, **({"interval": no_ci} if no_ci else {})}  # fmt: skip
-    out: dict[str, dict[str, PIDDifference]] = {}
-    for variant in variants:
-        out[variant] = {}
+
+    def stack(run: Any, m: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        between = np.array([np.mean([f[run][m] for f in split], 0) for split in per_fold])
+        rep = np.mean([r[run][m] for r in reps], axis=0)
+        return between.mean(0), between, rep.reshape(-1, len(CI_KEYS))
+
+    out: dict[str, dict[str, dict[str, PIDDifference]]] = {}
+    for r, v in names[1:]:
         for m in measures:
-
-            def stack(run: str, m: str = m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                between = np.array([np.mean([f[run][m] for f in split], 0) for split in per_fold])
-                rep = np.mean([r[run][m] for r in reps], axis=0)
-                return between.mean(0), between, rep.reshape(-1, len(CI_KEYS))
-
-            (pc, bc, rc), (pk, bk, rk) = stack("clean run"), stack(variant)
+            (pc, bc, rc), (pk, bk, rk) = stack("clean run", m), stack((r, v), m)
             ci = ci_ind = None
             if has_ci:
                 ci = _interval(pk - pc, _variance(rk - rc, bk - bc, factor), ci_level)
                 var_ind = _variance(rc, bc, factor) + _variance(rk, bk, factor)
                 ci_ind = _interval(pk - pc, var_ind, ci_level)
-            out[variant][m] = PIDDifference(
-                m, variant, dict(zip(CI_KEYS, pc.tolist(), strict=True)),
+            out.setdefault(r, {}).setdefault(v, {})[m] = PIDDifference(
+                m, v, dict(zip(CI_KEYS, pc.tolist(), strict=True)),
                 dict(zip(CI_KEYS, pk.tolist(), strict=True)),
                 dict(zip(CI_KEYS, (pk - pc).tolist(), strict=True)), ci, ci_ind, info,
             )  # fmt: skip
-    return out
+    return out if several else out[""]

@@ -20,6 +20,7 @@ from pidlib.data.minigqa.program import (
     _step,
     execute,
 )
+from pidlib.data.minigqa.render import render
 from pidlib.data.minigqa.scenes import (
     MATERIALS,
     PLURALS,
@@ -27,7 +28,6 @@ from pidlib.data.minigqa.scenes import (
     SPLITS,
     MiniGQAConfig,
     Scene,
-    render,
     scene_in_split,
 )
 from pidlib.data.tasks import TASKS, Sample, validate_task, validate_tasks

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from pidlib.data.minigqa.scenes import MATERIALS, PLURALS, SIZES, MiniGQAConfig, Scene, render
+from pidlib.data.minigqa.render import render
+from pidlib.data.minigqa.scenes import MATERIALS, PLURALS, SIZES, MiniGQAConfig, Scene
 from pidlib.data.tasks import Sample
 
 __all__ = ["verify", "verify_all"]
