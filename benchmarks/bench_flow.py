@@ -7,7 +7,9 @@ samples of a random 32 / 32 / dy Gaussian channel system (dy = 1, 2) observed th
 (heavy tails), flow on and off, and the wall time's ratio to the 10 s target; then one layer-wise
 PID job with the cpu profile's settings in one thread, as a worker runs it (after torch's
 first-call warm-up), on data where the flows stop early and on data where they train (target
-3 s; jobs per second per core). On a shared machine
+3 s; jobs per second per core); then the knockout chapter's PID jobs of one layer under its
+four flows, one job per flow against one for all (the chapter's path; same numbers required,
+the speed-up printed). On a shared machine
 the CPU time is the fairer number: it sums over threads but leaves out waiting for a core.
 Accuracy: MMI and BROJA atoms of two canonical latent-Gaussian systems at n = 5000
 (``pca_variance=1``, so that PCA loses nothing and the exact latent PID is the truth), flow on and
@@ -102,6 +104,68 @@ def book_job_runs(repeat: int, profile: str = "cpu") -> list[dict]:
     return rows
 
 
+class _MemoryFits:
+    """A :class:`~pidlib.pid.maps.FitStore` in memory: the clean layer-wise job's fits, as the
+    book's knockout jobs find them in the cache."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self.blobs.get(key)
+
+    def put(self, key: str, blob: bytes) -> None:
+        self.blobs[key] = blob
+
+
+def knockout_job_runs(profile: str = "cpu") -> list[dict]:
+    """The knockout chapter's PID jobs of one (model, task, layer) under its four flows: one
+    :func:`~pidlib.pid.paired.pid_flow_difference` per flow against one for all four (the
+    chapter's path, the clean run's part made once), same numbers required. n = 1000 on
+    32 + 32 + 1 sinh-distorted dimensions with the profile's PID settings (MMI), one thread,
+    the clean fits stored by the clean layer-wise job; Image->Question moves V (refit where
+    the pair passes the information floor), the three flows into the last position only Y."""
+    from dataclasses import asdict
+
+    from pidlib.config.profiles import load_profile
+    from pidlib.core.threads import one_thread
+    from pidlib.pid.paired import pid_flow_difference
+
+    spec = asdict(load_profile(profile).pid)
+    spec.pop("measures")
+    spec["measure"] = ("mmi",)
+    x1, x2, y = _timing_data(1)
+    rng = np.random.default_rng(1)
+    runs = {"image->question": (x1 + 0.5 * rng.standard_normal(x1.shape), x2, y),
+            **{f: (x1, x2, y + 0.3 * rng.standard_normal(y.shape))
+               for f in ("image->last", "question->last", "last->last")}}  # fmt: skip
+    store = _MemoryFits()
+    rows = []
+    with one_thread():
+        pid_flow(x1, x2, y, fit_store=store, **spec)  # the clean layer-wise job (and warm-up)
+        for case, refit in (("above the floor", True), ("below the floor", False)):
+            maps = {f: ("refit", "clean") if refit and f == "image->question" else ("clean",)
+                    for f in runs}  # fmt: skip
+            t0 = time.process_time()
+            alone = {f: pid_flow_difference((x1, x2, y), r, maps=maps[f], fit_store=store, **spec)
+                     for f, r in runs.items()}  # fmt: skip
+            t1 = time.process_time()
+            together = pid_flow_difference((x1, x2, y), runs, maps=maps, fit_store=store, **spec)
+            t2 = time.process_time()
+            if together != alone:
+                raise AssertionError(f"{case}: the four flows in one job differ from one each")
+            rows.append(
+                {
+                    "case": case,
+                    "flows": len(runs),
+                    "one_per_flow_cpu_s": t1 - t0,
+                    "one_for_all_cpu_s": t2 - t1,
+                    "speedup": (t1 - t0) / (t2 - t1),
+                }
+            )
+    return rows
+
+
 def accuracy_runs() -> list[dict]:
     rows = []
     for name in ACCURACY_SYSTEMS:
@@ -165,6 +229,13 @@ def main() -> None:
               f"{s['n_bootstrap']:>10} {r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} "
               f"{1 / r['seconds']:>11.3f} {r['seconds'] / JOB_TARGET:>7.2f}")  # fmt: skip
 
+    knock = knockout_job_runs()
+    print("\nKnockout PID jobs of one layer under four flows (1 thread, CPU s; same numbers)")
+    print(f"{'case':>16} {'one per flow':>12} {'one for all':>11} {'speed-up':>8}")
+    for r in knock:
+        print(f"{r['case']:>16} {r['one_per_flow_cpu_s']:>12.2f} {r['one_for_all_cpu_s']:>11.2f} "
+              f"{r['speedup']:>7.2f}x")  # fmt: skip
+
     accuracy = accuracy_runs()
     print("\nAccuracy at n = 5000 (bits; max |error| over the four atoms)")
     print(
@@ -195,7 +266,14 @@ def main() -> None:
         }
         args.json.write_text(
             json.dumps(
-                {"meta": meta, "timing": timing, "book_job": jobs, "accuracy": accuracy}, indent=2
+                {
+                    "meta": meta,
+                    "timing": timing,
+                    "book_job": jobs,
+                    "knockout_jobs": knock,
+                    "accuracy": accuracy,
+                },
+                indent=2,
             )
         )
         print(f"\nwrote {args.json}")
