@@ -2,6 +2,7 @@
 resampling for both runs."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -109,10 +110,12 @@ def test_layerwise_difference_matches_the_clean_table_and_caches(tmp_path):
     assert again.equals(diff) and len(list(tmp_path.rglob("*.npz"))) == n_entries == 6
 
 
-def test_several_runs_in_one_job_equal_one_call_per_run(tmp_path):
+def test_several_runs_in_one_job_equal_one_call_per_run(tmp_path, monkeypatch):
     """Several knocked-out runs measured in one job per layer (the clean run's part made once)
-    give each run's own call's numbers, bit for bit, with maps per run; one cache entry per
-    layer; a run on other questions or without maps is refused by name."""
+    give each run's own call's numbers, bit for bit, with maps per run; each run is cached
+    under its own call's key, so a one-run call reads it back and a job computes only the runs
+    it lacks; a run on other questions or without maps is refused by name."""
+    from pidlib.analysis import paired as P
     from pidlib.analysis.paired import layerwise_difference, layerwise_differences
     from pidlib.config.profiles import ParallelSpec, PIDSpec
     from pidlib.core.cache import ArrayCache
@@ -128,12 +131,20 @@ def test_several_runs_in_one_job_equal_one_call_per_run(tmp_path):
     maps = {"a": ("refit", "clean"), "b": ("clean",)}
     kw = {"pid_spec": spec, "parallel": ParallelSpec(backend="sequential", n_jobs=1), "seed": 3}
     store = ArrayCache(tmp_path)
+    one = layerwise_difference([clean], runs["b"], maps=maps["b"], cache=store, **kw)
+    assert len(list(tmp_path.rglob("*.npz"))) == 3  # one entry per layer
+    jobs = []
+    real = P._run_job
+    monkeypatch.setattr(P, "_run_job", lambda *a, **k: jobs.append(sorted(a[1])) or real(*a, **k))
     both = layerwise_differences([clean], runs, maps=maps, cache=store, **kw)
-    assert len(list(tmp_path.rglob("*.npz"))) == 3  # one job per layer
+    assert jobs == [["a"]] * 3 and len(list(tmp_path.rglob("*.npz"))) == 6  # "b" read back
+    assert layerwise_differences([clean], runs, maps=maps, cache=store, **kw).equals(both)
+    assert len(jobs) == 3
     for r, m in maps.items():
         alone = layerwise_difference([clean], runs[r], maps=m, cache=False, **kw)
         mine = both[both["run"] == r].drop(columns="run").reset_index(drop=True)
         assert mine.equals(alone), r
+    assert one.equals(both[both["run"] == "b"].drop(columns="run").reset_index(drop=True))
     x = [(clean.V[:, 2], clean.L[:, 2], clean.Y)]
     changed = {r: (f[0].V[:, 2], f[0].L[:, 2], f[0].Y) for r, f in runs.items()}
     pair = pid_flow_difference(*x, changed, maps=maps, n_bootstrap=4, flow=False)
@@ -259,3 +270,23 @@ def test_an_unreadable_stored_fit_is_fitted_again_with_a_warning():
     with pytest.warns(UserWarning, match="unreadable"):
         assert pid_flow(x1, x2, y, fit_store=store, **kw) == ref
     assert all(v == b"not a pickle" for v in store.values())  # nothing overwritten
+
+
+def test_a_run_too_small_for_halves_loses_its_interval_alone():
+    """With several runs, a run whose refit latents are too many for half-subsamples has no
+    interval (and says why), as in its own call; the other run keeps its interval, unchanged."""
+    rng = np.random.default_rng(2)
+    n = 80
+    x1, x2 = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    y = x1[:, :1] + x2[:, :1] + rng.normal(size=(n, 1))
+    runs = {"wide": (rng.normal(size=(n, 30)), x2, y), "same": (x1 + 0.1, x2, y)}
+    kw = {"flow": False, "n_bootstrap": 6, "max_dims": 32, "pca_variance": 0.99}
+    with pytest.warns(UserWarning, match="no interval"):
+        both = pid_flow_difference((x1, x2, y), runs, maps="refit", **kw)
+    assert both["wide"]["refit"]["mmi"].ci is None
+    assert "interval" in both["wide"]["refit"]["mmi"].info
+    assert both["same"]["refit"]["mmi"].ci is not None
+    for r, run in runs.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert both[r] == pid_flow_difference((x1, x2, y), run, maps="refit", **kw), r

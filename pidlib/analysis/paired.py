@@ -44,9 +44,9 @@ _FIELDS = ("clean", "changed", "delta", "lo", "hi", "lo_indep", "hi_indep")
 
 def _run_job(clean: tuple, changed: dict[str, tuple], seed: int, spec: dict, label: str,
              maps: dict[str, tuple[str, ...]], fits: CachedFits | None = None) -> dict:  # fmt: skip
-    """One (model, task, layer): arrays ``(runs x maps, measures, atoms)`` per field, the
-    changed runs and their maps in the order of ``maps`` (in a worker); the clean fits from
-    ``fits`` when the clean layer-wise job kept them there."""
+    """One (model, task, layer), every changed run of ``changed`` (in a worker): per run, arrays
+    ``(maps, measures, atoms)`` per field and the job's warnings; the clean fits from ``fits``
+    when the clean layer-wise job kept them there."""
     from pidlib.pid.paired import pid_flow_difference
 
     try:
@@ -58,18 +58,21 @@ def _run_job(clean: tuple, changed: dict[str, tuple], seed: int, spec: dict, lab
     except (ValueError, RuntimeError) as err:
         raise type(err)(f"{label}: {err}") from err
     nan = (math.nan, math.nan)
-    pairs = [(r, v) for r, vs in maps.items() for v in vs]
-    res = {f: np.full((len(pairs), len(spec["measures"]), len(ATOMS)), np.nan) for f in _FIELDS}
-    for i, (r, v) in enumerate(pairs):
-        for j, m in enumerate(spec["measures"]):
-            d = out[r][v][m]
-            for a, atom in enumerate(ATOMS):
-                ci, ind = (d.ci or {}).get(atom, nan), (d.ci_independent or {}).get(atom, nan)
-                for f, x in zip(_FIELDS, (d.clean[atom], d.changed[atom], d.delta[atom], *ci,
-                                          *ind), strict=True):  # fmt: skip
-                    res[f][i, j, a] = x
-    res["warnings"] = notes_of(caught)
-    return res
+    per_run = {}
+    for r, vs in maps.items():
+        res = {f: np.full((len(vs), len(spec["measures"]), len(ATOMS)), np.nan) for f in _FIELDS}
+        for i, v in enumerate(vs):
+            for j, m in enumerate(spec["measures"]):
+                d = out[r][v][m]
+                for a, atom in enumerate(ATOMS):
+                    ci = (d.ci or {}).get(atom, nan)
+                    ind = (d.ci_independent or {}).get(atom, nan)
+                    for f, x in zip(_FIELDS, (d.clean[atom], d.changed[atom], d.delta[atom],
+                                              *ci, *ind), strict=True):  # fmt: skip
+                        res[f][i, j, a] = x
+        res["warnings"] = notes_of(caught)
+        per_run[r] = res
+    return per_run
 
 
 def layerwise_difference(
@@ -111,7 +114,9 @@ def layerwise_differences(
     for every run, or per label), in a ``run`` column, run by run. One job per (model, task,
     layer) measures every run: the clean run's fits, latents and half-subsample replicates are
     made once (:func:`~pidlib.pid.paired.pid_flow_difference` with several runs), and each
-    run's rows equal its own :func:`layerwise_difference`'s."""
+    run's rows equal its own :func:`layerwise_difference`'s. Each run is cached under the key
+    its own call would use, so a later call with fewer runs (one flow) reads them back, and a
+    job measures only the runs it does not find there."""
     import joblib
     import pandas as pd
 
@@ -138,7 +143,7 @@ def layerwise_differences(
     spec.validate()
     spec_d = dataclasses.asdict(spec)
     store = ArrayCache() if cache is True else (cache or None)
-    plan = []
+    plan = []  # per (model, task, layer): each run's cache key, as its own call would key it
     for f in items:
         gs, n_states = {r: by_run[r][f.model, f.task] for r in runs}, f.V.shape[1]
         for r, g in gs.items():
@@ -148,52 +153,54 @@ def layerwise_differences(
         for layer in range(n_states) if layers is None else layers:
             layer = int(layer) % n_states
             s = job_seed(seed, f.model, f.task, layer)
-            knocked = {r: _digest(g.V[:, layer], g.L[:, layer], g.Y) for r, g in gs.items()}
-            params = {
-                "clean": _digest(f.V[:, layer], f.L[:, layer], f.Y),
-                "knocked": knocked,
-                "model": f.model,
-                "task": f.task,
-                "layer": layer,
-                "target": f.target,
-                "pid": spec_d,
-                "seed": s,
-                "maps": {r: list(v) for r, v in run_maps.items()},
-            }
-            plan.append((f, gs, layer, s, cache_key(_KIND, params, _CODE), params))
+            base = {"clean": _digest(f.V[:, layer], f.L[:, layer], f.Y), "model": f.model,
+                    "task": f.task, "layer": layer, "target": f.target, "pid": spec_d,
+                    "seed": s}  # fmt: skip
+            params = {r: {**base, "knocked": _digest(g.V[:, layer], g.L[:, layer], g.Y),
+                          "maps": list(run_maps[r])} for r, g in gs.items()}  # fmt: skip
+            keys = {r: cache_key(_KIND, p, _CODE) for r, p in params.items()}
+            plan.append((f, gs, layer, s, keys, params))
     done = {}
-    for *_, key, _ in plan:
-        hit = store.load(_KIND, key) if store is not None and key not in done else None
-        if hit is not None:
-            done[key] = hit[0]
-    todo = list({p[4]: p for p in plan if p[4] not in done}.values())
+    for *_, keys, _ in plan:
+        for key in keys.values():
+            hit = store.load(_KIND, key) if store is not None and key not in done else None
+            if hit is not None:
+                done[key] = hit[0]
+    # a job per (model, task, layer) with a run missing, measuring the missing runs only
+    todo = {}
+    for f, gs, layer, s, keys, params in plan:
+        missing = tuple(r for r in runs if keys[r] not in done)
+        if missing:
+            job = (f, gs, layer, s, keys, params, missing)
+            todo.setdefault(tuple(keys[r] for r in missing), job)
     with stage("knockout PID jobs"), backend(parallel or ParallelSpec()):
         calls = (
             joblib.delayed(_run_job)(
                 (f.V[:, layer], f.L[:, layer], f.Y),
-                {r: (g.V[:, layer], g.L[:, layer], g.Y) for r, g in gs.items()},
+                {r: (gs[r].V[:, layer], gs[r].L[:, layer], gs[r].Y) for r in missing},
                 s,
                 spec_d,
                 f"{f.model} {f.task} layer {layer}",
-                run_maps,
+                {r: run_maps[r] for r in missing},
                 None if store is None else CachedFits(store.root),
             )  # fmt: skip
-            for f, gs, layer, s, _, _ in todo
+            for f, gs, layer, s, _, _, missing in todo.values()
         )
-        for (f, _, _, _, key, params), res in zip(
-            todo, joblib.Parallel(return_as="generator")(calls), strict=True
+        for (f, _, _, _, keys, params, _), per_run in zip(
+            todo.values(), joblib.Parallel(return_as="generator")(calls), strict=True
         ):
-            if store is not None:
-                store.save(_KIND, key, res, params, {"model_name": f.model, "task": f.task})
-            done[key] = res
-    warn_once([done[key] for key in dict.fromkeys(p[4] for p in plan)], "knockout PID")
-    index = {rv: i for i, rv in enumerate((r, v) for r, vs in run_maps.items() for v in vs)}
+            for r, res in per_run.items():
+                if store is not None:
+                    store.save(_KIND, keys[r], res, params[r],
+                               {"model_name": f.model, "task": f.task})  # fmt: skip
+                done[keys[r]] = res
+    warn_once([done[key] for key in dict.fromkeys(k for p in plan for k in p[4].values())],
+              "knockout PID")  # fmt: skip
     rows = []
     for r, vs in run_maps.items():
-        for f, _, layer, s, key, _ in plan:
-            res, n_layers = done[key], f.V.shape[1] - 1
-            for v in vs:
-                i = index[r, v]
+        for f, _, layer, s, keys, _ in plan:
+            res, n_layers = done[keys[r]], f.V.shape[1] - 1
+            for i, v in enumerate(vs):
                 for j, m in enumerate(spec.measures):
                     for a, atom in enumerate(ATOMS):
                         rows.append((r, f.model, f.task, layer, n_layers, layer / n_layers, m,

@@ -112,8 +112,8 @@ def pid_flow_difference(
     knockout per flow; ``maps`` then the same for every run or ``{label: maps}``) share one
     pass over the clean run: its fits, latents, split estimates and half-subsample replicates
     are made once, and each run's result equals its own call's (the same folds, flow seeds
-    and half-subsamples). Returns ``{label: {maps: {measure: PIDDifference}}}`` then. The
-    intervals are dropped for all runs when any run's latents are too few for half-subsamples.
+    and half-subsamples; a run whose latents are too few for half-subsamples has no interval,
+    as alone). Returns ``{label: {maps: {measure: PIDDifference}}}`` then.
     """
     measures = measures_of(measure)
     several = isinstance(changed, Mapping)
@@ -188,13 +188,19 @@ def pid_flow_difference(
 
     # split estimates (S, K) per run and measure: the mean over the split's folds
     per_fold = [[pids(z) for z, _ in split] for split in parts]
-    if n_rep and (no_ci := too_few_for_halves(
-        [(half_size(len(lat), lab), sum(dims)) for split in parts for z, lab in split
-         for dims, lat in z.values()]
-    )):  # fmt: skip
-        n_rep = 0
-    if no_ci:
-        warnings.warn(no_ci, stacklevel=2)
+    # each changed run's interval as its own call would have it: none when its latents (or the
+    # clean run's) are too few for half-subsamples; the others' half-subsamples are the same
+    why = {r: no_ci for r in runs}
+    if n_rep and not no_ci:
+        for r in runs:
+            why[r] = too_few_for_halves(
+                [(half_size(len(z[name][1]), lab), sum(z[name][0])) for split in parts
+                 for z, lab in split for name in ("clean run", *((r, v) for v in run_maps[r]))]
+            )  # fmt: skip
+    for reason in dict.fromkeys(w for w in why.values() if w):
+        warnings.warn(reason, stacklevel=2)
+    with_halves = [name for name in names if name == "clean run" or not why[name[0]]]
+    n_draw = n_rep if len(with_halves) > 1 else 0
     rng = np.random.default_rng([seed, 7919])  # the same stream as pid_flow's half-subsamples
     reps: list[dict] = []  # per split and fold: {run: {measure: (n_rep, K)}}
     factors = []
@@ -203,25 +209,29 @@ def pid_flow_difference(
             size = len(z["clean run"][1])
             m = half_size(size, lab)
             factors.append(m / (size - m))
-            halves = list(half_subsamples(size, n_rep, rng, lab))
+            halves = list(half_subsamples(size, n_draw, rng, lab))
             reps.append({name: _pid_replicates(z[name][1], z[name][0], measures,
                                                bias_correction, halves)
-                         for name in names})  # fmt: skip
+                         for name in with_halves})  # fmt: skip
     factor = float(np.mean(factors))
-    has_ci = not no_ci and (n_rep >= 2 or n_seeds >= 2)
-    info = {"scheme": "crossfit", "n_folds": n_folds, "n_seeds": n_seeds, "n_bootstrap": n_rep,
-            "bias_correction": bias_correction, "ci_level": ci_level, "flow": flow,
-            "seed": seed, **({"interval": no_ci} if no_ci else {})}  # fmt: skip
 
     def stack(run: Any, m: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         between = np.array([np.mean([f[run][m] for f in split], 0) for split in per_fold])
-        rep = np.mean([r[run][m] for r in reps], axis=0)
-        return between.mean(0), between, rep.reshape(-1, len(CI_KEYS))
+        rep = np.mean([r[run][m] for r in reps], axis=0) if run in with_halves else None
+        return between.mean(0), between, rep if rep is None else rep.reshape(-1, len(CI_KEYS))
 
     out: dict[str, dict[str, dict[str, PIDDifference]]] = {}
     for r, v in names[1:]:
+        r_rep = 0 if why[r] else n_rep
+        has_ci = not why[r] and (r_rep >= 2 or n_seeds >= 2)
+        info = {"scheme": "crossfit", "n_folds": n_folds, "n_seeds": n_seeds,
+                "n_bootstrap": r_rep, "bias_correction": bias_correction,
+                "ci_level": ci_level, "flow": flow, "seed": seed,
+                **({"interval": why[r]} if why[r] else {})}  # fmt: skip
         for m in measures:
             (pc, bc, rc), (pk, bk, rk) = stack("clean run", m), stack((r, v), m)
+            if rk is None:  # no half-subsamples for this run: the splits alone
+                rc = rk = np.zeros((0, len(CI_KEYS)))
             ci = ci_ind = None
             if has_ci:
                 ci = _interval(pk - pc, _variance(rk - rc, bk - bc, factor), ci_level)
