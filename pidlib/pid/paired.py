@@ -230,10 +230,8 @@ def pid_flow_difference(
                 **({"interval": why[r]} if why[r] else {})}  # fmt: skip
         for m in measures:
             (pc, bc, rc), (pk, bk, rk) = stack("clean run", m), stack((r, v), m)
-            if rk is None:  # no half-subsamples for this run: the splits alone
-                rc = rk = np.zeros((0, len(CI_KEYS)))
             ci = ci_ind = None
-            if has_ci:
+            if has_ci:  # then the run has its half-subsamples (rk)
                 ci = _interval(pk - pc, _variance(rk - rc, bk - bc, factor), ci_level)
                 var_ind = _variance(rc, bc, factor) + _variance(rk, bk, factor)
                 ci_ind = _interval(pk - pc, var_ind, ci_level)
